@@ -1,0 +1,15 @@
+"""flstack: config -> target -> storage -> federations -> exports."""
+
+import pulumi
+
+from components import config, federations, storage, targets
+
+stack = config.load()  # validates everything before any resource is registered
+
+cluster = targets.provision(stack.target, name="cluster")
+volumes = storage.provision(stack.storage, cluster)
+platform = federations.Platform(cluster.provider, cluster.kubernetes_version, volumes)
+deployed = federations.deploy(stack.federations, platform)
+
+pulumi.export("target", cluster.outputs)
+pulumi.export("federations", {name: fed.outputs for name, fed in deployed.items()})

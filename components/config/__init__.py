@@ -1,0 +1,74 @@
+"""Stack config: read every `flstack:` key, validate it all before any resource exists."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+from pulumi.runtime import config as runtime_config
+
+from .model import FederationConfig, StackConfig, StorageConfig, TargetConfig
+from .schema import Problems, Secret, parse_object
+
+NAMESPACE = "flstack"
+TOP_LEVEL = {"target", "storage", "federations"}
+
+__all__ = [
+    "ConfigError",
+    "FederationConfig",
+    "Secret",
+    "StackConfig",
+    "StorageConfig",
+    "TargetConfig",
+    "load",
+    "parse",
+]
+
+
+class ConfigError(pulumi.RunError):
+    """Bad stack config. A RunError so the engine prints the message alone, without a traceback."""
+
+
+def parse(raw: dict[str, Any], secret_keys: set[str] | frozenset[str] = frozenset()) -> StackConfig:
+    """Validates the `flstack:` values (keys without the namespace); raises ConfigError listing every problem.
+
+    `secret_keys` are full top-level keys (`flstack:target`) the engine marked secret: Pulumi marks the whole
+    object secret when any value inside it was set with --secret, so that is the granularity we can check.
+    """
+
+    def is_secret(path: str) -> bool:
+        return any(path == key or path.startswith((key + ".", key + "[")) for key in secret_keys)
+
+    problems = Problems(is_secret)
+    for key in sorted(set(raw) - TOP_LEVEL):
+        problems.add(f"{NAMESPACE}:{key}", f"unknown key; allowed: {', '.join(sorted(TOP_LEVEL))}")
+    if "target" not in raw:
+        problems.add(f"{NAMESPACE}:target", "required: set it in stacks/Pulumi.<stack>.yaml (see the README)")
+    root = {k: v for k, v in raw.items() if k in TOP_LEVEL}
+    result = parse_object(StackConfig, root, NAMESPACE + ":", problems) if "target" in raw else None
+    if problems.lines:
+        lines = problems.lines
+        noun = "problem" if len(lines) == 1 else "problems"
+        raise ConfigError(f"invalid stack config ({len(lines)} {noun}):\n  " + "\n  ".join(lines))
+    assert isinstance(result, StackConfig)
+    return result
+
+
+def load() -> StackConfig:
+    """Reads the current stack's `flstack:` config from the Pulumi runtime and validates it."""
+    keys = set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())
+    raw: dict[str, Any] = {}
+    secret: set[str] = set()
+    for full_key in sorted(keys):
+        namespace, _, key = full_key.partition(":")
+        if namespace != NAMESPACE:
+            continue
+        text = runtime_config.get_config(full_key)
+        try:
+            raw[key] = json.loads(text) if isinstance(text, str) else text
+        except json.JSONDecodeError:
+            raw[key] = text  # a plain string: parse() reports it against the expected type
+        if runtime_config.is_config_secret(full_key):
+            secret.add(full_key)
+    return parse(raw, secret)

@@ -1,0 +1,39 @@
+"""Targets: each kind yields one Kubernetes provider that every Kubernetes resource uses.
+
+Adding a target = adding a module with a settings dataclass and a ComponentResource satisfying `Target`,
+then one line in each table below.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.config import TargetConfig
+
+from . import existing, minikube
+
+
+class Target(Protocol):
+    provider: k8s.Provider
+    kubernetes_version: str
+    default_data_class: str | None  # the cluster's ReadWriteOnce class when storage.dataClass is unset
+    outputs: dict[str, pulumi.Input[str]]
+
+
+SETTINGS: dict[str, type] = {
+    "minikube": minikube.MinikubeSettings,
+    "existing": existing.ExistingSettings,
+}
+
+_COMPONENTS = {
+    "minikube": minikube.MinikubeCluster,
+    "existing": existing.ExistingCluster,
+}
+
+
+def provision(config: TargetConfig, name: str) -> Target:
+    component: Target = _COMPONENTS[config.kind](name, config.settings)
+    return component

@@ -1,0 +1,53 @@
+"""Any cluster you already have (kind, microk8s, on-premises): a kubeconfig file or secret, and a context."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.config.model import KUBE_VERSION, KUBE_VERSION_HELP
+from components.config.schema import Secret, rule
+
+
+@dataclass(frozen=True)
+class ExistingSettings:
+    # Path to a kubeconfig file; unset = the usual KUBECONFIG / ~/.kube/config lookup.
+    kubeconfig_path: str | None = None
+    # Or the kubeconfig text itself, as a Pulumi secret (for CI): `pulumi config set --secret --path ...`.
+    kubeconfig: Secret | None = None
+    context: str | None = None
+    # Names the cluster for Pulumi; keep it when the kubeconfig changes so nothing is replaced.
+    cluster_identifier: str | None = None
+    kubernetes_version: str = rule("1.34.0", pattern=KUBE_VERSION, pattern_help=KUBE_VERSION_HELP)
+    default_storage_class: str | None = None
+
+    def check(self) -> list[tuple[str, str]]:
+        if self.kubeconfig is not None and self.kubeconfig_path is not None:
+            return [("kubeconfigPath", "set either kubeconfigPath or kubeconfig (secret text), not both")]
+        return []
+
+
+class ExistingCluster(pulumi.ComponentResource):
+    def __init__(self, name: str, settings: ExistingSettings, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("flstack:targets:Existing", name, None, opts)
+        s = settings
+        kubeconfig: Any = s.kubeconfig.output() if s.kubeconfig is not None else s.kubeconfig_path
+        identifier = s.cluster_identifier or s.context or "existing"
+        self.provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=kubeconfig,
+            context=s.context,
+            cluster_identifier=identifier,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.kubernetes_version = s.kubernetes_version
+        self.default_data_class = s.default_storage_class
+        self.outputs: dict[str, pulumi.Input[str]] = {
+            "kind": "existing",
+            "clusterIdentifier": identifier,
+            "kubernetesVersion": s.kubernetes_version,
+        }
+        self.register_outputs(self.outputs)

@@ -1,0 +1,84 @@
+"""A minikube cluster that the program itself starts (and deletes on destroy) with pulumi-command."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from typing import Literal
+
+import pulumi
+import pulumi_command as command
+import pulumi_kubernetes as k8s
+
+from components.config.model import DNS_LABEL, DNS_LABEL_HELP, KUBE_VERSION, KUBE_VERSION_HELP
+from components.config.schema import rule
+
+
+@dataclass(frozen=True)
+class MinikubeSettings:
+    profile: str = rule("flstack", pattern=DNS_LABEL, pattern_help=DNS_LABEL_HELP)
+    cpus: int = rule(4, min=2, max=64)
+    memory: str = rule("8g", pattern=r"[0-9]+(m|mb|g|gb)", pattern_help="a size such as 8g or 8192mb")
+    kubernetes_version: str = rule("1.34.0", pattern=KUBE_VERSION, pattern_help=KUBE_VERSION_HELP)
+    driver: Literal["docker", "podman", "kvm2", "qemu2", "virtualbox", "hyperkit", "vfkit"] = "docker"
+    # calico by default: minikube's default CNI does not enforce NetworkPolicies.
+    cni: Literal["calico", "cilium", "flannel", "kindnet", "bridge", "auto"] = "calico"
+    addons: list[str] = rule(default_factory=lambda: ["storage-provisioner", "default-storageclass", "metrics-server"])
+
+
+def start_command(s: MinikubeSettings) -> str:
+    args = [
+        "minikube",
+        "start",
+        "-p",
+        s.profile,
+        f"--cpus={s.cpus}",
+        f"--memory={s.memory}",
+        f"--kubernetes-version=v{s.kubernetes_version}",
+        f"--driver={s.driver}",
+        f"--cni={s.cni}",
+    ]
+    args += [f"--addons={addon}" for addon in s.addons]
+    return shlex.join(args)
+
+
+class MinikubeCluster(pulumi.ComponentResource):
+    """`minikube start -p PROFILE` on create, `minikube delete -p PROFILE` on destroy, and a provider for it."""
+
+    def __init__(self, name: str, settings: MinikubeSettings, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("flstack:targets:Minikube", name, None, opts)
+        s = settings
+        local = command.Provider(f"{name}-local", opts=pulumi.ResourceOptions(parent=self))
+        start = command.local.Command(
+            f"{name}-start",
+            create=start_command(s),
+            delete=shlex.join(["minikube", "delete", "-p", s.profile]),
+            # minikube cannot resize a profile in place: a changed start line means delete, then start.
+            triggers=[start_command(s)],
+            opts=pulumi.ResourceOptions(parent=self, provider=local, delete_before_replace=True),
+        )
+        kubeconfig = command.local.Command(
+            f"{name}-kubeconfig",
+            create=shlex.join(["kubectl", "config", "view", "--raw", "--minify", "--flatten", "--context", s.profile]),
+            triggers=[start.id],
+            opts=pulumi.ResourceOptions(
+                parent=self, provider=local, depends_on=[start], additional_secret_outputs=["stdout"]
+            ),
+        )
+        self.provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=kubeconfig.stdout,
+            # The identity of the cluster, not its kubeconfig text: a refreshed kubeconfig (new port after
+            # a restart, rotated certificates) must not replace every object on the cluster.
+            cluster_identifier=f"minikube/{s.profile}",
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.kubernetes_version = s.kubernetes_version
+        self.default_data_class: str | None = "standard"
+        self.outputs: dict[str, pulumi.Input[str]] = {
+            "kind": "minikube",
+            "profile": s.profile,
+            "kubernetesVersion": s.kubernetes_version,
+            "kubectl": f"kubectl --context {s.profile}",
+        }
+        self.register_outputs(self.outputs)

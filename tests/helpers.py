@@ -1,0 +1,47 @@
+"""Shared test helpers: render in-memory configs and check objects against the Kubernetes schema."""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+import kubernetes_validate
+import pulumi
+
+from tools import render as render_tool
+from tools.stack_files import StackFiles
+
+
+def files(config: dict[str, Any], secret_keys: set[str] | None = None, stack: str = "test") -> StackFiles:
+    """A StackFiles from `flstack:` values given as Python data (keys without the namespace)."""
+    return StackFiles(
+        project="flstack",
+        stack=stack,
+        config={f"flstack:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in config.items()},
+        secret_keys=frozenset(secret_keys or ()),
+    )
+
+
+def render(config: dict[str, Any], mock: pulumi.runtime.Mocks | None = None, **kwargs: Any) -> render_tool.Rendering:
+    return render_tool.render_config(files(config, **kwargs), mock)
+
+
+@functools.cache
+def render_stack(stack: str) -> render_tool.Rendering:
+    """Shipped stacks render once per test session."""
+    return render_tool.render(stack)
+
+
+MINIKUBE: dict[str, Any] = {"kind": "minikube", "minikube": {"profile": "t", "kubernetesVersion": "1.34.0"}}
+
+
+def schema_errors(obj: dict[str, Any], kubernetes_version: str) -> list[str]:
+    """Errors from validating one object against the Kubernetes OpenAPI schema (strict: no unknown fields)."""
+    try:
+        kubernetes_validate.validate(obj, kubernetes_version, strict=True)
+    except kubernetes_validate.ValidationError as err:
+        return [f"{obj['kind']} {obj['metadata'].get('name')}: {err.message} at {list(err.path)}"]
+    except kubernetes_validate.SchemaNotFoundError as err:
+        return [f"{obj['kind']} {obj['metadata'].get('name')}: no schema ({err})"]
+    return []

@@ -1,0 +1,194 @@
+"""Runs the real, unchanged Pulumi program under the SDK's mock runtime and records what it registers.
+
+No engine, no plugins, no cloud: every resource passes through `new_resource` with its inputs, and
+we keep those inputs together with the request's parent, provider and resource options.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import runpy
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+from pulumi.runtime import config as runtime_config
+from pulumi.runtime import mocks, settings, stack
+
+from tools.stack_files import ROOT, StackFiles
+
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+SECRET_VALUE_SIG = "1b47061264138c4ac30d75fd1eb44270"
+
+# Outputs a provider would compute, keyed by resource type: deterministic stand-ins, named after the
+# resource, so renders are byte-identical and a reader can see where each value came from.
+Synthesizer = Callable[[mocks.MockResourceArgs], dict[str, Any]]
+
+
+def _placeholder(args: mocks.MockResourceArgs, output: str) -> str:
+    return f"<{output} of {args.name}>"
+
+
+def _pem(args: mocks.MockResourceArgs, kind: str) -> str:
+    return f"-----BEGIN {kind}-----\nmock-{args.name}\n-----END {kind}-----\n"
+
+
+DEFAULT_SYNTHESIZERS: dict[str, Synthesizer] = {
+    "tls:index/privateKey:PrivateKey": lambda a: {
+        "privateKeyPem": _pem(a, "PRIVATE KEY"),
+        "privateKeyOpenssh": _pem(a, "OPENSSH PRIVATE KEY"),
+        "publicKeyPem": _pem(a, "PUBLIC KEY"),
+        "publicKeyOpenssh": f"ecdsa-sha2-nistp384 mock-{a.name}\n",
+    },
+    "tls:index/selfSignedCert:SelfSignedCert": lambda a: {"certPem": _pem(a, "CERTIFICATE")},
+    "tls:index/locallySignedCert:LocallySignedCert": lambda a: {"certPem": _pem(a, "CERTIFICATE")},
+    "tls:index/certRequest:CertRequest": lambda a: {"certRequestPem": _pem(a, "CERTIFICATE REQUEST")},
+    "command:local:Command": lambda a: {"stdout": _placeholder(a, "stdout"), "stderr": ""},
+}
+
+
+class OfflineMocks(pulumi.runtime.Mocks):
+    def __init__(
+        self,
+        synthesizers: dict[str, Synthesizer] | None = None,
+        calls: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
+    ) -> None:
+        self.synthesizers = {**DEFAULT_SYNTHESIZERS, **(synthesizers or {})}
+        self.calls = calls or {}
+
+    def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        state = dict(args.inputs)
+        synth = self.synthesizers.get(args.typ)
+        if synth is not None:
+            state.update(synth(args))
+        return f"{args.name}-id", state
+
+    def call(self, args: mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        answer = self.calls.get(args.token)
+        if answer is None:
+            raise NotImplementedError(f"the offline render has no answer for invoke {args.token}")
+        return answer(dict(args.args)), None
+
+
+@dataclass
+class Registration:
+    urn: str
+    type: str
+    name: str
+    custom: bool
+    parent: str | None
+    provider: str | None  # URN of the provider resource
+    inputs: dict[str, Any]
+    options: dict[str, Any]
+
+
+@dataclass
+class Recording:
+    resources: dict[str, Registration] = field(default_factory=dict)  # by URN
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+class RecordingMonitor(mocks.MockMonitor):
+    def __init__(self, mock: pulumi.runtime.Mocks, recording: Recording) -> None:
+        super().__init__(mock)
+        self.recording = recording
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
+        if request.type != "pulumi:pulumi:Stack":
+            from pulumi.runtime import rpc
+
+            inputs = rpc.deserialize_properties(request.object)
+            provider = request.provider.rpartition("::")[0] or None if request.provider else None
+            self.recording.resources[response.urn] = Registration(
+                urn=response.urn,
+                type=request.type,
+                name=request.name,
+                custom=bool(request.custom),
+                parent=request.parent or None,
+                provider=provider,
+                inputs=inputs,
+                options={
+                    "protect": bool(request.protect),
+                    "retainOnDelete": bool(request.retainOnDelete),
+                    "deleteBeforeReplace": bool(request.deleteBeforeReplace),
+                    "dependsOn": sorted(request.dependencies),
+                    "ignoreChanges": sorted(request.ignoreChanges),
+                    "additionalSecretOutputs": sorted(request.additionalSecretOutputs),
+                    "aliases": sorted(a.urn or a.spec.name for a in request.aliases),
+                },
+            )
+        return response
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802
+        if "pulumi:pulumi:Stack" in request.urn:
+            from pulumi.runtime import rpc
+
+            self.recording.outputs = rpc.deserialize_properties(request.outputs)
+        return super().RegisterResourceOutputs(request)  # type: ignore[no-untyped-call]
+
+
+def run_program(files: StackFiles, mock: pulumi.runtime.Mocks | None = None) -> Recording:
+    """Runs the project's `__main__.py` for one stack and records every registration."""
+    recording = Recording()
+    main = str(files.root / "__main__.py")
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))  # the components package the program imports
+    run_under_mocks(
+        lambda: runpy.run_path(main, run_name="__main__"),
+        files,
+        RecordingMonitor(mock or OfflineMocks(), recording),
+    )
+    return recording
+
+
+def run_under_mocks(program: Callable[[], object], files: StackFiles, monitor: mocks.MockMonitor) -> None:
+    """Runs `program` as a Pulumi program in a fresh context, so runs never share SDK state."""
+
+    def body() -> None:
+        runtime_config.set_all_config(dict(files.config), sorted(files.secret_keys))
+        settings.configure(
+            mocks.MockSettings(  # type: ignore[no-untyped-call]
+                monitor=monitor,
+                monitor_features=set(monitor.GetDeploymentInfo(None).supportedFeatures),  # type: ignore[no-untyped-call]
+                engine=mocks.MockEngine(None),
+                project=files.project,
+                stack=files.stack,
+                dry_run=False,
+                organization="organization",
+                callbacks=None,
+            )
+        )
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+
+            def run() -> None:
+                program()
+
+            loop.run_until_complete(stack.run_in_stack(run))
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+    contextvars.Context().run(body)
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SECRET_SIG) == SECRET_VALUE_SIG
+
+
+def plain(value: Any, reveal: bool) -> Any:
+    """Unwraps secrets (or shows `[secret]`, as `pulumi preview` does) and gives integral floats back as ints."""
+    if is_secret(value):
+        return plain(value["value"], reveal) if reveal else "[secret]"
+    if isinstance(value, dict):
+        return {k: plain(v, reveal) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v, reveal) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # the wire format has only doubles; Kubernetes wants integers
+    return value

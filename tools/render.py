@@ -1,0 +1,157 @@
+"""Offline render: the credential-free preview of a stack.
+
+    python -m tools.render STACK [--out DIR] [--diff OLD_DIR]
+
+Runs the unchanged program under the Pulumi SDK's mock runtime with the stack's config and writes
+DIR/resources.json (every resource: type, name, parent, provider, options, inputs; secrets shown as
+[secret]), DIR/outputs.json (stack outputs) and DIR/manifests/ (one YAML file per Kubernetes object,
+as the API server would receive it). With --diff it compares against an earlier render.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+
+from tools import diff as render_diff
+from tools import stack_files
+from tools.mock_runtime import Recording, plain, run_program
+
+
+def _is_stack(urn: str | None) -> bool:
+    return urn is None or urn.split("::")[2].rpartition("$")[2] == "pulumi:pulumi:Stack"
+
+
+def _short(urn: str | None) -> str | None:
+    """`urn:...::parent$type::name` -> `type::name` (readable and stable)."""
+    if not urn:
+        return None
+    head, _, name = urn.rpartition("::")
+    return f"{head.rpartition('::')[2].rpartition('$')[2]}::{name}"
+
+
+def is_kubernetes_object(inputs: dict[str, Any]) -> bool:
+    return "apiVersion" in inputs and "kind" in inputs and "metadata" in inputs
+
+
+@dataclass
+class Rendering:
+    stack: str
+    recording: Recording
+
+    def resources(self) -> list[dict[str, Any]]:
+        rows = []
+        for reg in self.recording.resources.values():
+            rows.append(
+                {
+                    "type": reg.type,
+                    "name": reg.name,
+                    "parent": None if _is_stack(reg.parent) else _short(reg.parent),
+                    "provider": _short(reg.provider),
+                    "options": {**reg.options, "dependsOn": [_short(u) for u in reg.options["dependsOn"]]},
+                    "inputs": plain(reg.inputs, reveal=False),
+                }
+            )
+        return sorted(rows, key=lambda r: (r["type"], r["name"]))
+
+    def manifests(self) -> list[dict[str, Any]]:
+        """Kubernetes objects with secret values revealed: exactly what the provider would send."""
+        objs = [
+            plain(reg.inputs, reveal=True)
+            for reg in self.recording.resources.values()
+            if reg.type.startswith("kubernetes:") and is_kubernetes_object(reg.inputs)
+        ]
+        return sorted(objs, key=manifest_path)
+
+    def outputs(self, reveal: bool = False) -> dict[str, Any]:
+        return dict(plain(self.recording.outputs, reveal=reveal))
+
+    def find(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
+        for obj in self.manifests():
+            meta = obj["metadata"]
+            if (
+                obj["kind"] == kind
+                and meta["name"] == name
+                and (namespace is None or meta.get("namespace") == namespace)
+            ):
+                return obj
+        raise KeyError(f"no {kind} {namespace}/{name} in the render of {self.stack}")
+
+    def of_type(self, type_token: str) -> list[dict[str, Any]]:
+        return [r for r in self.resources() if r["type"] == type_token]
+
+    def counts(self) -> Counter[str]:
+        return Counter(r.type for r in self.recording.resources.values())
+
+    def write(self, out: Path) -> None:
+        if out.exists():
+            shutil.rmtree(out)
+        (out / "manifests").mkdir(parents=True)
+        (out / "resources.json").write_text(json.dumps(self.resources(), indent=2, sort_keys=True) + "\n")
+        (out / "outputs.json").write_text(json.dumps(self.outputs(), indent=2, sort_keys=True) + "\n")
+        for obj in self.manifests():
+            path = out / "manifests" / manifest_path(obj)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(yaml.safe_dump(obj, sort_keys=True))
+
+
+def manifest_path(obj: dict[str, Any]) -> str:
+    meta = obj["metadata"]
+    return f"{meta.get('namespace', '_cluster')}/{obj['kind']}.{meta['name']}.yaml"
+
+
+def render(stack: str, mock: pulumi.runtime.Mocks | None = None) -> Rendering:
+    """Renders one stack. Raises StackNotFoundError or ConfigError (both with a clear message)."""
+    files = stack_files.load(stack)
+    return Rendering(stack, run_program(files, mock))
+
+
+def render_config(files: stack_files.StackFiles, mock: pulumi.runtime.Mocks | None = None) -> Rendering:
+    """Renders an in-memory config (tests build variants of the shipped stacks this way)."""
+    return Rendering(files.stack, run_program(files, mock))
+
+
+def print_counts(rendering: Rendering) -> None:
+    counts = rendering.counts()
+    width = max((len(t) for t in counts), default=10)
+    print(f"{'resource type':<{width}}  count")
+    for type_token, n in sorted(counts.items()):
+        print(f"{type_token:<{width}}  {n:>5}")
+    print(f"{'total':<{width}}  {sum(counts.values()):>5}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from components.config import ConfigError
+
+    parser = argparse.ArgumentParser(prog="python -m tools.render", description=__doc__.split("\n\n")[0])
+    parser.add_argument("stack", help=f"stack name (stacks/Pulumi.STACK.yaml): {', '.join(stack_files.stack_names())}")
+    parser.add_argument("--out", type=Path, help="directory to write (default: render/STACK)")
+    parser.add_argument("--diff", type=Path, metavar="OLD_DIR", help="compare with an earlier render")
+    args = parser.parse_args(argv)
+    out = args.out or stack_files.ROOT / "render" / args.stack
+    try:
+        rendering = render(args.stack)
+    except (stack_files.StackNotFoundError, ConfigError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    rendering.write(out)
+    print_counts(rendering)
+    print(f"wrote {out}")
+    if args.diff:
+        old = render_diff.load(args.diff)
+        print()
+        print(render_diff.format_changes(render_diff.compare(old, rendering.resources())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
