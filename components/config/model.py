@@ -97,3 +97,65 @@ class StackConfig:
                     f"{ns!r} is already used by federations[{seen_namespaces[ns]}]; each federation needs its own",
                 )
             seen_namespaces.setdefault(ns, i)
+
+
+# Building blocks that several frameworks' settings share.
+
+CIDR = r"[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}|[0-9a-fA-F:]+/[0-9]{1,3}"
+CIDR_HELP = "a CIDR such as 203.0.113.0/24"
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Container requests (= limits for memory and GPUs, so pods are never OOM-surprised)."""
+
+    cpu: str | None = rule(None, pattern=QUANTITY, pattern_help=QUANTITY_HELP)
+    memory: str | None = rule(None, pattern=QUANTITY, pattern_help=QUANTITY_HELP)
+    gpus: int = rule(0, min=0, max=16)
+
+    def manifest(self) -> dict[str, Any]:
+        requests: dict[str, Any] = {}
+        limits: dict[str, Any] = {}
+        if self.cpu:
+            requests["cpu"] = self.cpu
+        if self.memory:
+            requests["memory"] = limits["memory"] = self.memory
+        if self.gpus:
+            requests["nvidia.com/gpu"] = limits["nvidia.com/gpu"] = self.gpus
+        return {k: v for k, v in (("requests", requests), ("limits", limits)) if v}
+
+
+@dataclass(frozen=True)
+class Toleration:
+    key: str
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+    def manifest(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"key": self.key, "operator": self.operator}
+        if self.value is not None:
+            out["value"] = self.value
+        if self.effect is not None:
+            out["effect"] = self.effect
+        return out
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """How a coordinator is reached from outside the cluster (ClusterIP = not at all)."""
+
+    type: Literal["ClusterIP", "LoadBalancer", "NodePort"] = "ClusterIP"
+    # Who may connect through the load balancer (spec.loadBalancerSourceRanges).
+    source_ranges: list[str] = rule(default_factory=list, pattern=CIDR, pattern_help=CIDR_HELP)
+    node_port: int | None = rule(None, min=30000, max=32767)
+    # External DNS names or IPs clients dial: they go into the server certificate.
+    hostnames: list[str] = rule(default_factory=list)
+
+    def check(self) -> Iterator[tuple[str, str]]:
+        if self.source_ranges and self.type != "LoadBalancer":
+            yield "sourceRanges", f"only used with type 'LoadBalancer' (type is {self.type!r})"
+        if self.node_port is not None and self.type != "NodePort":
+            yield "nodePort", f"only used with type 'NodePort' (type is {self.type!r})"
+        if self.type == "LoadBalancer" and not self.source_ranges:
+            yield "sourceRanges", "required with type 'LoadBalancer': list the CIDRs allowed to connect"

@@ -129,6 +129,14 @@ def _fields(cls: Any) -> list[dataclasses.Field[Any]]:
     return [f for f in dataclasses.fields(cls) if f.init]
 
 
+SCALARS = (str, int, float, bool)
+
+
+def _is_scalar_union(tp: Any) -> bool:
+    """`str | int | float | bool`: any plain YAML scalar (e.g. Flower node-config values)."""
+    return typing.get_origin(tp) in (Union, types.UnionType) and set(typing.get_args(tp)) == set(SCALARS)
+
+
 def _optional_inner(tp: Any) -> tuple[Any, bool]:
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
@@ -147,6 +155,11 @@ def parse_value(tp: Any, raw: Any, path: str, meta: Mapping[str, Any], problems:
         problems.add(path, f"expected {_describe(tp, meta)}, got null")
         return None
     origin = typing.get_origin(tp)
+    if _is_scalar_union(tp):
+        if not isinstance(raw, SCALARS):
+            problems.add(path, f"expected a string, number or boolean, got {show(raw)}")
+            return None
+        return raw
     if tp is Secret:
         if not isinstance(raw, str):
             problems.add(path, f"expected {_describe(tp, meta)}, got {show(raw)}")

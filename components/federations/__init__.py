@@ -11,9 +11,12 @@ from typing import Any, Protocol
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumi_tls as tls
 
 from components.config import FederationConfig
 from components.storage import Storage
+
+from . import flower
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,7 @@ class Platform:
     provider: k8s.Provider
     kubernetes_version: str
     storage: Storage
+    tls: tls.Provider  # certificates and keys: pulumi-tls, generated once and kept in state
 
     def opts(self, parent: pulumi.Resource, **kwargs: Any) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=parent, provider=self.provider, **kwargs)
@@ -32,9 +36,17 @@ class Federation(Protocol):
     outputs: dict[str, Any]
 
 
-SETTINGS: dict[str, type] = {}
+SETTINGS: dict[str, type] = {
+    "flower": flower.FlowerSettings,
+}
 
-_COMPONENTS: dict[str, Any] = {}
+_COMPONENTS: dict[str, Any] = {
+    "flower": flower.FlowerFederation,
+}
+
+
+def platform(provider: k8s.Provider, kubernetes_version: str, storage: Storage) -> Platform:
+    return Platform(provider, kubernetes_version, storage, tls.Provider("tls"))
 
 
 def deploy(federations: list[FederationConfig], platform: Platform) -> dict[str, Federation]:

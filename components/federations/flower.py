@@ -1,0 +1,573 @@
+"""Flower: a SuperLink and N SuperNodes in the federation's namespace, TLS on by default.
+
+The SuperNodes of a group are one StatefulSet: the pod index (from `spec.ordinals.start` = the group's
+first partition) is the partition id, so the number of Kubernetes resources does not grow with N.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pulumi
+import pulumi_tls as tls
+
+from components import kube, pki
+from components.config import FederationConfig
+from components.config.model import (
+    CIDR,
+    CIDR_HELP,
+    DNS_LABEL,
+    DNS_LABEL_HELP,
+    QUANTITY,
+    QUANTITY_HELP,
+    Exposure,
+    Resources,
+    Toleration,
+)
+from components.config.schema import rule
+
+UID = 49999  # the `app` user of the flwr images
+PORT = 8000  # one HTTP(S) port for the Fleet, Control and Runtime APIs since Flower 1.40
+HEALTH_PORT = 8081  # SuperNode gRPC health server (its own runtime API stays on 127.0.0.1:9094)
+SERVICE = "superlink"
+STATE_DIR = "/var/lib/flwr"
+TLS_DIR = "/etc/flwr/tls"
+CA_DIR = "/etc/flwr/ca"
+AUTH_DIR = "/etc/flwr/auth"
+HOME = "/home/app"  # an emptyDir: the root filesystem is read-only, Flower writes to HOME and FLWR_HOME
+GROUP_LABEL = "flstack.dev/supernode-group"
+NodeConfigValue = str | int | float | bool
+
+
+@dataclass(frozen=True)
+class SupernodeGroup:
+    """SuperNodes sharing a shape (GPU vs CPU silos); partition ids continue from the previous group."""
+
+    name: str = rule(pattern=DNS_LABEL, pattern_help=DNS_LABEL_HELP)
+    replicas: int = rule(1, min=1, max=10000)
+    resources: Resources = field(default_factory=Resources)
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[Toleration] = field(default_factory=list)
+    node_config: dict[str, NodeConfigValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FlowerSettings:
+    version: str = rule("1.41.0", pattern=r"[0-9]+\.[0-9]+\.[0-9]+", pattern_help="a Flower release such as 1.41.0")
+    supernodes: int | None = rule(None, min=1, max=10000)  # one group called `default`; or use `groups`
+    groups: list[SupernodeGroup] = field(default_factory=list)
+    insecure: bool = False  # plaintext: must be asked for
+    isolation: Literal["subprocess", "process"] = "subprocess"
+    # Off by default: pods have read-only root filesystems and apps should ship their dependencies.
+    install_app_dependencies: bool = False
+    node_auth: bool = False
+    node_config: dict[str, NodeConfigValue] = field(default_factory=dict)  # added to every SuperNode
+    database_size: str = rule("1Gi", pattern=QUANTITY, pattern_help=QUANTITY_HELP)
+    superlink_resources: Resources = field(default_factory=lambda: Resources(cpu="250m", memory="512Mi"))
+    supernode_resources: Resources = field(default_factory=lambda: Resources(cpu="500m", memory="1Gi"))
+    exposure: Exposure = field(default_factory=Exposure)
+    # SuperNodes or `flwr` users outside this federation's namespace that may reach the SuperLink.
+    allowed_cidrs: list[str] = rule(default_factory=list, pattern=CIDR, pattern_help=CIDR_HELP)
+
+    def check(self) -> Iterator[tuple[str, str]]:
+        if self.supernodes is not None and self.groups:
+            yield "supernodes", "set either supernodes (one default group) or groups, not both"
+        names = [g.name for g in self.groups if g is not None]
+        for dup in sorted({n for n in names if names.count(n) > 1}):
+            yield "groups", f"group name {dup!r} is used twice"
+
+    def supernode_groups(self) -> list[SupernodeGroup]:
+        if self.groups:
+            return self.groups
+        return [SupernodeGroup(name="default", replicas=self.supernodes or 2, resources=self.supernode_resources)]
+
+
+def image(kind: str, version: str) -> str:
+    return f"flwr/{kind}:{version}"
+
+
+def node_config_text(values: dict[str, NodeConfigValue]) -> str:
+    """Flower's `--node-config` syntax: space-separated key=value, strings quoted."""
+
+    def value(v: NodeConfigValue) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        return json.dumps(v) if isinstance(v, str) else str(v)
+
+    return " ".join(f"{k}={value(v)}" for k, v in values.items())
+
+
+def _env(*pairs: tuple[str, str]) -> list[dict[str, Any]]:
+    return [{"name": k, "value": v} for k, v in pairs]
+
+
+HOME_ENV = _env(
+    ("HOME", HOME),
+    ("FLWR_HOME", f"{HOME}/.flwr"),
+    # No phoning home from inside the cluster: no telemetry, no update check.
+    ("FLWR_TELEMETRY_ENABLED", "0"),
+    ("FLWR_DISABLE_UPDATE_CHECK", "1"),
+)
+SCRATCH_MOUNTS: list[dict[str, Any]] = [{"name": "home", "mountPath": HOME}, {"name": "tmp", "mountPath": "/tmp"}]
+SCRATCH_VOLUMES: list[dict[str, Any]] = [{"name": "home", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
+
+
+class FlowerFederation(pulumi.ComponentResource):
+    def __init__(
+        self,
+        name: str,
+        federation: FederationConfig,
+        platform: Any,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("flstack:federations:Flower", name, None, opts)
+        s: FlowerSettings = federation.settings
+        ns = federation.home_namespace
+        self.namespace = ns
+        self.settings = s
+        self._platform = platform
+        self.name = name
+        k8s_opts = platform.opts(self)
+        fqdn = f"{SERVICE}.{ns}.svc.cluster.local"
+        self.address = f"{fqdn}:{PORT}"
+
+        namespace = kube.apply(kube.namespace(ns), k8s_opts)
+        namespace_opts = platform.opts(self, depends_on=[namespace])  # everything below lives in it
+        kube.apply(kube.deny_ingress(ns), namespace_opts)
+
+        ca_pem: pulumi.Input[str] | None = None
+        if not s.insecure:
+            tls_opts = pulumi.ResourceOptions(parent=self, provider=platform.tls)
+            ca = pki.CertificateAuthority(f"{name}-flower", f"{name} Flower CA", tls_opts)
+            # The subprocess SuperExec inside the SuperLink pod dials 127.0.0.1: it must be a SAN too.
+            hosts = [*kube.service_dns_names(SERVICE, ns), "127.0.0.1", *s.exposure.hostnames]
+            server = ca.server_certificate(f"{name}-superlink", fqdn, hosts)
+            ca_pem = ca.cert.cert_pem
+            kube.apply(self._tls_secret(ns, server, ca_pem), namespace_opts)
+            kube.apply(self._ca_config_map(ns, ca_pem), namespace_opts)
+
+        node_keys: list[tls.PrivateKey] = []
+        if s.node_auth:
+            total = sum(g.replicas for g in s.supernode_groups())
+            node_keys = [
+                tls.PrivateKey(
+                    f"{name}-supernode-{i}-auth",
+                    algorithm="ECDSA",
+                    ecdsa_curve="P384",
+                    opts=pulumi.ResourceOptions(parent=self, provider=platform.tls),
+                )
+                for i in range(total)
+            ]
+            kube.apply(self._auth_secret(ns, node_keys), namespace_opts)
+
+        kube.apply(self._service_account(ns), namespace_opts)
+        state = kube.apply(
+            self._state_claim(ns),
+            # The SuperLink database outlives the pods, `pulumi destroy` and replacements.
+            platform.opts(self, depends_on=[namespace], retain_on_delete=True),
+        )
+        superlink = kube.apply(self._superlink(ns), platform.opts(self, depends_on=[state]))
+        kube.apply(self._superlink_service(ns), namespace_opts)
+        kube.apply(self._superlink_policy(ns), namespace_opts)
+        if s.isolation == "process":
+            kube.apply(self._serverapp_superexec(ns), namespace_opts)
+        if node_keys:
+            # Keys can only be registered with a running SuperLink (the Deployment is awaited until ready).
+            kube.apply(self._register_job(ns, len(node_keys)), platform.opts(self, depends_on=[superlink]))
+        kube.apply(self._supernode_service(ns), namespace_opts)
+        offset = 0
+        total = sum(g.replicas for g in s.supernode_groups())
+        for group in s.supernode_groups():
+            kube.apply(self._supernodes(ns, group, offset, total), namespace_opts)
+            offset += group.replicas
+
+        self.outputs: dict[str, Any] = {
+            "namespace": ns,
+            "superlinkAddress": self.address,
+            "supernodes": total,
+            "tls": not s.insecure,
+            "caCertificate": ca_pem,
+            "flwrConfig": self._flwr_config(name),
+        }
+        self.register_outputs(self.outputs)
+
+    # --- objects -------------------------------------------------------------------------------
+
+    def _labels(self, component: str) -> dict[str, str]:
+        return kube.labels("flower", component, self.name)
+
+    def _tls_secret(self, ns: str, server: pki.ServerCertificate, ca_pem: pulumi.Input[str]) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "superlink-tls", "namespace": ns, "labels": self._labels("superlink")},
+            "type": "kubernetes.io/tls",
+            "stringData": {
+                "tls.crt": server.cert.cert_pem,
+                "tls.key": pulumi.Output.secret(server.key.private_key_pem),
+                "ca.crt": ca_pem,
+            },
+        }
+
+    def _ca_config_map(self, ns: str, ca_pem: pulumi.Input[str]) -> dict[str, Any]:
+        # SuperNodes only need to trust the CA: they never see the server's key.
+        return {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "flower-ca", "namespace": ns, "labels": self._labels("supernode")},
+            "data": {"ca.crt": ca_pem},
+        }
+
+    def _auth_secret(self, ns: str, keys: list[tls.PrivateKey]) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for i, key in enumerate(keys):
+            # Flower reads SuperNode keys in OpenSSH format (EC, NIST curve).
+            data[f"node-{i}.key"] = pulumi.Output.secret(key.private_key_openssh)
+            data[f"node-{i}.pub"] = key.public_key_openssh
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "supernode-auth", "namespace": ns, "labels": self._labels("supernode")},
+            "type": "Opaque",
+            "stringData": data,
+        }
+
+    def _service_account(self, ns: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "flower", "namespace": ns, "labels": self._labels("superlink")},
+            "automountServiceAccountToken": False,  # Flower never talks to the Kubernetes API
+        }
+
+    def _state_claim(self, ns: str) -> dict[str, Any]:
+        spec: dict[str, Any] = {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": self.settings.database_size}},
+        }
+        if self._platform.storage.data_class:
+            spec["storageClassName"] = self._platform.storage.data_class
+        return {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "superlink-state", "namespace": ns, "labels": self._labels("superlink")},
+            "spec": spec,
+        }
+
+    def superlink_args(self) -> list[str]:
+        s = self.settings
+        args = ["--host", "0.0.0.0", "--port", str(PORT), "--database", f"{STATE_DIR}/state.db"]
+        args += ["--isolation", s.isolation]
+        if s.insecure:
+            args.append("--insecure")
+        else:
+            args += [
+                "--ssl-ca-certfile",
+                f"{TLS_DIR}/ca.crt",
+                "--ssl-certfile",
+                f"{TLS_DIR}/tls.crt",
+                "--ssl-keyfile",
+                f"{TLS_DIR}/tls.key",
+            ]
+        if not s.install_app_dependencies:
+            args.append("--disable-runtime-dependency-installation")
+        if s.node_auth:
+            args.append("--enable-supernode-auth")
+        return args
+
+    def _superlink(self, ns: str) -> dict[str, Any]:
+        s = self.settings
+        labels = self._labels("superlink")
+        scheme = "HTTP" if s.insecure else "HTTPS"
+        mounts = [{"name": "state", "mountPath": STATE_DIR}, *SCRATCH_MOUNTS]
+        volumes: list[dict[str, Any]] = [
+            {"name": "state", "persistentVolumeClaim": {"claimName": "superlink-state"}},
+            *SCRATCH_VOLUMES,
+        ]
+        if not s.insecure:
+            mounts.append({"name": "tls", "mountPath": TLS_DIR, "readOnly": True})
+            volumes.append({"name": "tls", "secret": {"secretName": "superlink-tls", "defaultMode": 0o440}})
+        container = {
+            "name": "superlink",
+            "image": image("superlink", s.version),
+            "args": self.superlink_args(),
+            "env": HOME_ENV,
+            "ports": [{"name": "flower", "containerPort": PORT, "protocol": "TCP"}],
+            "volumeMounts": mounts,
+            "resources": s.superlink_resources.manifest(),
+            "securityContext": kube.container_security(),
+            "startupProbe": _http_probe(scheme, period=5, failures=24),
+            "readinessProbe": _http_probe(scheme, period=10, failures=3),
+            "livenessProbe": _http_probe(scheme, period=20, failures=3),
+        }
+        return {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "superlink", "namespace": ns, "labels": labels},
+            "spec": {
+                "replicas": 1,
+                "strategy": {"type": "Recreate"},  # one writer on a ReadWriteOnce database volume
+                "selector": {"matchLabels": _selector(labels)},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "serviceAccountName": "flower",
+                        "automountServiceAccountToken": False,
+                        "securityContext": kube.pod_security(UID),
+                        "containers": [container],
+                        "volumes": volumes,
+                    },
+                },
+            },
+        }
+
+    def _superlink_service(self, ns: str) -> dict[str, Any]:
+        e = self.settings.exposure
+        port: dict[str, Any] = {
+            "name": "flower",
+            "port": PORT,
+            "targetPort": "flower",
+            "protocol": "TCP",
+            "appProtocol": "http" if self.settings.insecure else "https",
+        }
+        if e.node_port is not None:
+            port["nodePort"] = e.node_port
+        spec: dict[str, Any] = {
+            "type": e.type,
+            "selector": _selector(self._labels("superlink")),
+            "ports": [port],
+        }
+        if e.type == "LoadBalancer":
+            spec["loadBalancerSourceRanges"] = e.source_ranges
+        if e.type != "ClusterIP":
+            # Keep client source IPs so the NetworkPolicy's ipBlocks see who is really connecting.
+            spec["externalTrafficPolicy"] = "Local"
+        return {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": SERVICE, "namespace": ns, "labels": self._labels("superlink")},
+            "spec": spec,
+        }
+
+    def _superlink_policy(self, ns: str) -> dict[str, Any]:
+        s = self.settings
+        peers: list[dict[str, Any]] = [
+            {"podSelector": {"matchLabels": _selector(self._labels("supernode"))}},
+            {"podSelector": {"matchLabels": _selector(self._labels("superexec"))}},
+        ]
+        cidrs = sorted({*s.allowed_cidrs, *s.exposure.source_ranges})
+        peers += [{"ipBlock": {"cidr": cidr}} for cidr in cidrs]
+        return {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "superlink-ingress", "namespace": ns, "labels": self._labels("superlink")},
+            "spec": {
+                "podSelector": {"matchLabels": _selector(self._labels("superlink"))},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": PORT}]}],
+            },
+        }
+
+    def _trust_args(self) -> list[str]:
+        return ["--insecure"] if self.settings.insecure else ["--root-certificates", f"{CA_DIR}/ca.crt"]
+
+    def supernode_args(self, group: SupernodeGroup, total: int) -> list[str]:
+        s = self.settings
+        # $(PARTITION_ID) is expanded by the kubelet from the pod's env (its StatefulSet index): no shell.
+        node_config = node_config_text(
+            {"partition-id": "$(PARTITION_ID)", "num-partitions": total, **s.node_config, **group.node_config}
+        ).replace('"$(PARTITION_ID)"', "$(PARTITION_ID)")
+        args = ["--superlink", self.address, *self._trust_args(), "--node-config", node_config]
+        args += ["--isolation", s.isolation, "--health-server-address", f"0.0.0.0:{HEALTH_PORT}"]
+        if s.install_app_dependencies:
+            args.append("--allow-runtime-dependency-installation")
+        if s.node_auth:
+            args += ["--auth-supernode-private-key", f"{AUTH_DIR}/node-$(PARTITION_ID).key"]
+        return args
+
+    def _supernodes(self, ns: str, group: SupernodeGroup, offset: int, total: int) -> dict[str, Any]:
+        s = self.settings
+        labels = {**self._labels("supernode"), GROUP_LABEL: group.name}
+        mounts = list(SCRATCH_MOUNTS)
+        volumes: list[dict[str, Any]] = list(SCRATCH_VOLUMES)
+        if not s.insecure:
+            mounts.append({"name": "ca", "mountPath": CA_DIR, "readOnly": True})
+            volumes.append({"name": "ca", "configMap": {"name": "flower-ca"}})
+        if s.node_auth:
+            mounts.append({"name": "auth", "mountPath": AUTH_DIR, "readOnly": True})
+            volumes.append({"name": "auth", "secret": {"secretName": "supernode-auth", "defaultMode": 0o440}})
+        env = [
+            {
+                "name": "PARTITION_ID",
+                "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}},
+            },
+            *HOME_ENV,
+        ]
+        containers: list[dict[str, Any]] = [
+            {
+                "name": "supernode",
+                "image": image("supernode", s.version),
+                "args": self.supernode_args(group, total),
+                "env": env,
+                "volumeMounts": mounts,
+                "resources": group.resources.manifest(),
+                "securityContext": kube.container_security(),
+                "readinessProbe": {"grpc": {"port": HEALTH_PORT}, "periodSeconds": 10},
+                "livenessProbe": {"grpc": {"port": HEALTH_PORT}, "periodSeconds": 20, "failureThreshold": 3},
+            }
+        ]
+        if s.isolation == "process":
+            containers.append(self._superexec_container("127.0.0.1:9094", insecure=True))
+        pod: dict[str, Any] = {
+            "serviceAccountName": "flower",
+            "automountServiceAccountToken": False,
+            "securityContext": kube.pod_security(UID),
+            "containers": containers,
+            "volumes": volumes,
+        }
+        if group.node_selector:
+            pod["nodeSelector"] = group.node_selector
+        if group.tolerations:
+            pod["tolerations"] = [t.manifest() for t in group.tolerations]
+        return {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": {"name": f"supernodes-{group.name}", "namespace": ns, "labels": labels},
+            "spec": {
+                "serviceName": "supernodes",
+                "replicas": group.replicas,
+                # Pod index = partition id: groups take consecutive ranges of partitions.
+                "ordinals": {"start": offset},
+                "podManagementPolicy": "Parallel",
+                "selector": {"matchLabels": _selector(labels)},
+                "template": {"metadata": {"labels": labels}, "spec": pod},
+            },
+        }
+
+    def _supernode_service(self, ns: str) -> dict[str, Any]:
+        """Headless: gives the StatefulSets' pods stable DNS names; SuperNodes accept no connections."""
+        return {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "supernodes", "namespace": ns, "labels": self._labels("supernode")},
+            "spec": {
+                "clusterIP": "None",
+                "selector": _selector(self._labels("supernode")),
+                "ports": [{"name": "health", "port": HEALTH_PORT, "protocol": "TCP"}],
+            },
+        }
+
+    def _superexec_container(self, runtime_address: str, insecure: bool) -> dict[str, Any]:
+        trust = ["--insecure"] if insecure else ["--root-certificates", f"{CA_DIR}/ca.crt"]
+        return {
+            "name": "superexec",
+            "image": image("superexec", self.settings.version),
+            "args": ["--runtime-api-address", runtime_address, *trust],
+            "env": HOME_ENV,
+            "volumeMounts": [*SCRATCH_MOUNTS] + ([] if insecure else [{"name": "ca", "mountPath": CA_DIR}]),
+            "securityContext": kube.container_security(),
+        }
+
+    def _serverapp_superexec(self, ns: str) -> dict[str, Any]:
+        """With `isolation: process`, ServerApps run in this Deployment instead of inside the SuperLink pod."""
+        s = self.settings
+        labels = self._labels("superexec")
+        volumes: list[dict[str, Any]] = list(SCRATCH_VOLUMES)
+        if not s.insecure:
+            volumes.append({"name": "ca", "configMap": {"name": "flower-ca"}})
+        return {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "superexec-serverapp", "namespace": ns, "labels": labels},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": _selector(labels)},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "serviceAccountName": "flower",
+                        "automountServiceAccountToken": False,
+                        "securityContext": kube.pod_security(UID),
+                        "containers": [self._superexec_container(self.address, insecure=s.insecure)],
+                        "volumes": volumes,
+                    },
+                },
+            },
+        }
+
+    def _register_job(self, ns: str, count: int) -> dict[str, Any]:
+        """Registers every SuperNode's public key with the SuperLink once it is ready (node auth)."""
+        s = self.settings
+        labels = self._labels("superexec")  # allowed through the SuperLink's NetworkPolicy
+        script = (
+            "import pathlib, subprocess, sys\n"
+            f"pathlib.Path('{HOME}/.flwr').mkdir(parents=True, exist_ok=True)\n"
+            f"pathlib.Path('{HOME}/.flwr/config.toml').write_text(sys.argv[1])\n"
+            f"for i in range({count}):\n"
+            f"    out = subprocess.run(['flwr', 'supernode', 'register', f'{AUTH_DIR}/node-{{i}}.pub', 'cluster'],"
+            " capture_output=True, text=True)\n"
+            "    print(out.stdout, out.stderr)\n"
+            "    if out.returncode and 'already' not in (out.stdout + out.stderr).lower():\n"
+            "        sys.exit(out.returncode)\n"
+        )
+        mounts = [*SCRATCH_MOUNTS, {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True}]
+        volumes = [*SCRATCH_VOLUMES, {"name": "auth", "secret": {"secretName": "supernode-auth"}}]
+        if not s.insecure:
+            mounts.append({"name": "ca", "mountPath": CA_DIR, "readOnly": True})
+            volumes.append({"name": "ca", "configMap": {"name": "flower-ca"}})
+        config = self._cli_config("cluster", f"{CA_DIR}/ca.crt")
+        return {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": "register-supernodes", "namespace": ns, "labels": labels},
+            "spec": {
+                "backoffLimit": 6,
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "restartPolicy": "OnFailure",
+                        "serviceAccountName": "flower",
+                        "automountServiceAccountToken": False,
+                        "securityContext": kube.pod_security(UID),
+                        "containers": [
+                            {
+                                "name": "register",
+                                "image": image("superlink", s.version),
+                                "command": ["python3", "-c", script, config],
+                                "env": HOME_ENV,
+                                "volumeMounts": mounts,
+                                "securityContext": kube.container_security(),
+                            }
+                        ],
+                        "volumes": volumes,
+                    },
+                },
+            },
+        }
+
+    def _cli_config(self, federation: str, ca_path: str) -> str:
+        trust = "insecure = true" if self.settings.insecure else f'root-certificates = "{ca_path}"'
+        return (
+            f'[superlink]\ndefault = "{federation}"\n\n[superlink.{federation}]\naddress = "{self.address}"\n{trust}\n'
+        )
+
+    def _flwr_config(self, name: str) -> str:
+        """A `config.toml` entry for `flwr run APP NAME` (save the caCertificate output as ca-NAME.crt)."""
+        return f"# $FLWR_HOME/config.toml\n{self._cli_config(name, f'ca-{name}.crt')}"
+
+
+def _selector(labels: dict[str, str]) -> dict[str, str]:
+    """The identifying labels (not managed-by): each group's StatefulSet selects only its own pods."""
+    keys = ("app.kubernetes.io/name", "app.kubernetes.io/component", "app.kubernetes.io/part-of", GROUP_LABEL)
+    return {k: labels[k] for k in keys if k in labels}
+
+
+def _http_probe(scheme: str, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": "/health", "port": "flower", "scheme": scheme},
+        "periodSeconds": period,
+        "failureThreshold": failures,
+    }

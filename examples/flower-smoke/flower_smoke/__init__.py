@@ -1,0 +1,1 @@
+"""A tiny numpy-only Flower app: federated linear regression on synthetic per-partition data."""
