@@ -47,7 +47,7 @@ class SupernodeGroup:
     """SuperNodes sharing a shape (GPU vs CPU silos); partition ids continue from the previous group."""
 
     name: str = rule(pattern=DNS_LABEL, pattern_help=DNS_LABEL_HELP)
-    replicas: int = rule(1, min=1, max=10000)
+    replicas: int = rule(1, min=1)
     resources: Resources = field(default_factory=Resources)
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: list[Toleration] = field(default_factory=list)
@@ -57,7 +57,7 @@ class SupernodeGroup:
 @dataclass(frozen=True)
 class FlowerSettings:
     version: str = rule("1.41.0", pattern=r"[0-9]+\.[0-9]+\.[0-9]+", pattern_help="a Flower release such as 1.41.0")
-    supernodes: int | None = rule(None, min=1, max=10000)  # one group called `default`; or use `groups`
+    supernodes: int | None = rule(None, min=1)  # one group called `default`; or use `groups`
     groups: list[SupernodeGroup] = field(default_factory=list)
     insecure: bool = False  # plaintext: must be asked for
     isolation: Literal["subprocess", "process"] = "subprocess"
@@ -502,16 +502,19 @@ class FlowerFederation(pulumi.ComponentResource):
         """Registers every SuperNode's public key with the SuperLink once it is ready (node auth)."""
         s = self.settings
         labels = self._labels("superexec")  # allowed through the SuperLink's NetworkPolicy
+        # Idempotent, so the Job may retry: a key that is already registered counts as done.
         script = (
-            "import pathlib, subprocess, sys\n"
-            f"pathlib.Path('{HOME}/.flwr').mkdir(parents=True, exist_ok=True)\n"
-            f"pathlib.Path('{HOME}/.flwr/config.toml').write_text(sys.argv[1])\n"
+            "import json, pathlib, subprocess, sys\n"
+            f"home = pathlib.Path('{HOME}/.flwr')\n"
+            "home.mkdir(parents=True, exist_ok=True)\n"
+            "(home / 'config.toml').write_text(sys.argv[1])\n"
             f"for i in range({count}):\n"
-            f"    out = subprocess.run(['flwr', 'supernode', 'register', f'{AUTH_DIR}/node-{{i}}.pub', 'cluster'],"
-            " capture_output=True, text=True)\n"
-            "    print(out.stdout, out.stderr)\n"
-            "    if out.returncode and 'already' not in (out.stdout + out.stderr).lower():\n"
-            "        sys.exit(out.returncode)\n"
+            f"    key = f'{AUTH_DIR}/node-{{i}}.pub'\n"
+            "    cmd = ['flwr', 'supernode', 'register', key, 'cluster', '--format', 'json']\n"
+            "    out = subprocess.run(cmd, capture_output=True, text=True)\n"
+            "    print(f'node-{i}:', out.stdout.strip(), out.stderr.strip(), flush=True)\n"
+            "    if out.returncode and 'already in use' not in out.stdout + out.stderr:\n"
+            "        sys.exit(f'registering node-{i} failed')\n"
         )
         mounts = [*SCRATCH_MOUNTS, {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True}]
         volumes = [*SCRATCH_VOLUMES, {"name": "auth", "secret": {"secretName": "supernode-auth"}}]

@@ -1,0 +1,87 @@
+"""Starting and stopping the real FL processes of an end-to-end test, with their logs kept for failures."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import ssl
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from tools.stack_files import ROOT
+
+
+def framework_bin(name: str) -> Path:
+    """bin/ of the framework's own venv (made by `./dev test` from requirements-e2e-NAME.txt)."""
+    path = ROOT / f".venv-{name}" / "bin"
+    if not (path / "python").exists():
+        raise RuntimeError(
+            f"{path} is missing: run `./dev test` (it builds .venv-{name} from requirements-e2e-{name}.txt)"
+        )
+    return path
+
+
+class Processes:
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.running: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(
+        self, name: str, args: list[str], env: dict[str, str], cwd: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        log = (self.log_dir / f"{name}.log").open("wb")
+        proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.running[name] = proc
+        return proc
+
+    def log(self, name: str, tail: int = 60) -> str:
+        lines = (self.log_dir / f"{name}.log").read_text(errors="replace").splitlines()
+        return "\n".join(lines[-tail:])
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {name} ---\n{self.log(name)}" for name in self.running)
+
+    def check_alive(self) -> None:
+        for name, proc in self.running.items():
+            if proc.poll() is not None:
+                raise AssertionError(f"{name} exited with {proc.returncode}:\n{self.log(name)}")
+
+    def wait_for(self, what: str, probe: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                if probe():
+                    return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{self.logs()}")
+
+    def stop_all(self) -> None:
+        for proc in self.running.values():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for proc in self.running.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+
+
+def https_ok(url: str, cafile: Path) -> bool:
+    context = ssl.create_default_context(cafile=str(cafile))
+    with urllib.request.urlopen(url, context=context, timeout=3) as response:
+        return bool(response.status == 200)
+
+
+def base_env(bin_dir: Path) -> dict[str, str]:
+    """A clean environment: the framework venv first on PATH (Flower starts flower-superexec by name)."""
+    return {"PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"}

@@ -1,0 +1,166 @@
+"""A real Flower federation, started from exactly what the rendered manifests put in the pods.
+
+Render the default Flower stack (with real certificates made from the program's pulumi-tls inputs),
+take the SuperLink's and SuperNodes' args, env and mounted files from the manifests, and run the
+real `flower-superlink` and two `flower-supernode` processes: each SuperNode in its own network
+namespace, like a pod, so both keep their default ports. Only mount paths are mapped to temp dirs
+and the Service host to 127.0.0.1 (forwarded to the SuperLink, as kube-proxy would). Then `flwr run`
+the in-repo app with the stack's `flwrConfig` output and check every round heard from both partitions.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e import netns
+from tests.e2e.pods import materialize
+from tests.e2e.processes import Processes, base_env, framework_bin, https_ok
+from tests.e2e.real_tls import mocks_with_real_tls
+from tools import render, stack_files
+from tools.stack_files import ROOT
+
+pytestmark = pytest.mark.e2e
+
+STACK = "local-flower"
+APP = ROOT / "examples" / "flower-smoke"
+
+
+def stack_with(**flower: object) -> render.Rendering:
+    """The shipped stack's config with Flower settings overridden, rendered with real certificates."""
+    files = stack_files.load(STACK)
+    federations = json.loads(files.config["flstack:federations"])
+    federations[0]["flower"].update(flower)
+    config = {**files.config, "flstack:federations": json.dumps(federations)}
+    return render.render_config(replace(files, config=config), mocks_with_real_tls())
+
+
+@pytest.mark.parametrize("node_auth", [False, True], ids=["tls", "tls+node-auth"])
+def test_real_federation_completes_rounds_with_both_partitions(tmp_path: Path, node_auth: bool) -> None:
+    why_not = netns.available()
+    if why_not:
+        pytest.fail(f"cannot run the Flower federation here: {why_not}")
+    bin_dir = framework_bin("flower")
+    rendering = stack_with(nodeAuth=True) if node_auth else render.render(STACK, mocks_with_real_tls())
+    outputs = rendering.outputs(reveal=True)["federations"]["demo"]
+    service_host, _, port_text = outputs["superlinkAddress"].rpartition(":")
+    port = int(port_text)
+    to_loopback = {service_host: "127.0.0.1"}
+    pods = tmp_path / "pods"
+
+    superlink_deploy = rendering.find("Deployment", "superlink", "demo")
+    supernodes_set = rendering.find("StatefulSet", "supernodes-default", "demo")
+    assert supernodes_set["spec"]["replicas"] == 2
+
+    procs = Processes(tmp_path)
+    try:
+        superlink = materialize(rendering, superlink_deploy, "superlink", pods, host_map=to_loopback)
+        env = {**base_env(bin_dir), **superlink.env}
+        procs.start("superlink", [str(bin_dir / "flower-superlink"), *superlink.args], env)
+        ca_file = superlink.local("/etc/flwr/tls/ca.crt")
+        procs.wait_for("SuperLink /health", lambda: https_ok(f"https://127.0.0.1:{port}/health", ca_file), 60)
+
+        if node_auth:
+            register_supernodes(rendering, bin_dir, pods, to_loopback)
+
+        with netns.namespace("flsn0", 0) as ns0, netns.namespace("flsn1", 1) as ns1:
+            for index, ns in enumerate((ns0, ns1)):
+                node = materialize(rendering, supernodes_set, "supernode", pods, pod_index=index, host_map=to_loopback)
+                procs.start(f"forward-{index}", ns.forward(port, port), base_env(bin_dir))
+                command = ns.command([str(bin_dir / "flower-supernode"), *node.args])
+                procs.start(f"supernode-{index}", command, {**base_env(bin_dir), **node.env})
+            # The port the manifests point the kubelet's probes at answers gRPC health with SERVING.
+            health_port = supernodes_set["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["grpc"]["port"]
+            for index, ns in enumerate((ns0, ns1)):
+                procs.wait_for(f"supernode-{index} gRPC health", partial(grpc_serving, bin_dir, ns, health_port), 60)
+            result = run_app(bin_dir, tmp_path, outputs, to_loopback, procs)
+    finally:
+        procs.stop_all()
+
+    rounds = result["rounds"]
+    assert len(rounds) == 2, result
+    for round_ in rounds:
+        assert round_["partition_ids"] == [0, 1], (round_, procs.logs())
+        assert round_["errors"] == []
+    assert abs(result["final_w"][0] - 2.0) < 0.2  # the model learned: real training happened
+
+
+def register_supernodes(rendering: render.Rendering, bin_dir: Path, pods: Path, to_loopback: dict[str, str]) -> None:
+    """Runs the rendered registration Job's container (its python3 is the Flower venv's)."""
+    job = rendering.find("Job", "register-supernodes", "demo")
+    spec = {"kind": "Job", "metadata": job["metadata"], "spec": job["spec"]}
+    register = materialize(rendering, spec, "register", pods, host_map=to_loopback)
+    assert register.args[0] == "python3"
+    for attempt in ("first", "retry"):  # a retried Job must succeed too
+        out = subprocess.run(
+            [str(bin_dir / "python3"), *register.args[1:]],
+            env={**base_env(bin_dir), **register.env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert out.returncode == 0, (attempt, out.stdout, out.stderr)
+        if attempt == "first":
+            assert out.stdout.count('"success": true') == 2, out.stdout
+        else:
+            assert out.stdout.count("already in use") == 2, out.stdout
+
+
+def grpc_serving(bin_dir: Path, ns: netns.Namespace, port: int) -> bool:
+    check = (
+        "import grpc, sys\n"
+        "from grpc_health.v1 import health_pb2, health_pb2_grpc\n"
+        f"ch = grpc.insecure_channel('127.0.0.1:{port}')\n"
+        "r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=3)\n"
+        "sys.exit(0 if r.status == health_pb2.HealthCheckResponse.SERVING else 1)\n"
+    )
+    out = subprocess.run(
+        ns.command([str(bin_dir / "python"), "-c", check]), capture_output=True, timeout=20, check=False
+    )
+    return out.returncode == 0
+
+
+def run_app(
+    bin_dir: Path, tmp_path: Path, outputs: dict[str, Any], to_loopback: dict[str, str], procs: Processes
+) -> dict[str, Any]:
+    """`flwr run` as a user would: config.toml from the stack output, CA saved next to it."""
+    flwr_home = tmp_path / "cli"
+    flwr_home.mkdir()
+    config = outputs["flwrConfig"]
+    for host, target in to_loopback.items():
+        config = config.replace(host, target)
+    ca_name = config.split('root-certificates = "')[1].split('"')[0]
+    (flwr_home / ca_name).write_text(outputs["caCertificate"])
+    config = config.replace(f'"{ca_name}"', f'"{flwr_home / ca_name}"')
+    (flwr_home / "config.toml").write_text(config)
+    env = {**base_env(bin_dir), "HOME": str(flwr_home), "FLWR_HOME": str(flwr_home), "FLWR_TELEMETRY_ENABLED": "0"}
+    result_path = tmp_path / "result.json"
+    run = subprocess.run(
+        [str(bin_dir / "flwr"), "run", str(APP), "demo", "--stream", "--run-config", f'result-path="{result_path}"'],
+        env=env,
+        cwd=flwr_home,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    # `flwr run --stream` exits 0 even when the run failed: the result file and `flwr ls` tell the truth.
+    listing = subprocess.run(
+        [str(bin_dir / "flwr"), "ls", "demo", "--format", "json"],
+        env=env,
+        cwd=flwr_home,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert '"finished:completed"' in listing.stdout, f"{run.stdout}\n{run.stderr}\n{listing.stdout}\n{procs.logs()}"
+    assert result_path.exists(), f"{run.stdout}\n{run.stderr}\n{procs.logs()}"
+    return dict(json.loads(result_path.read_text()))

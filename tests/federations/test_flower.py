@@ -1,0 +1,237 @@
+"""The Flower component's rendered objects: what the SuperLink and SuperNodes really get."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from components.config import ConfigError
+from tests.helpers import MINIKUBE, render, schema_errors
+
+
+def flower(**settings: Any) -> dict[str, Any]:
+    return {"target": MINIKUBE, "federations": [{"name": "fl", "framework": "flower", "flower": settings}]}
+
+
+def args_of(rendering: Any, kind: str, name: str) -> list[str]:
+    obj = rendering.find(kind, name, "fl")
+    return list(obj["spec"]["template"]["spec"]["containers"][0]["args"])
+
+
+def flag(args: list[str], name: str) -> str:
+    return args[args.index(name) + 1]
+
+
+BAD = [
+    ({"supernodes": "two"}, "flstack:federations[0].flower.supernodes: expected an integer >= 1, got 'two'"),
+    ({"supernodes": 0}, "flstack:federations[0].flower.supernodes: expected an integer >= 1, got 0"),
+    ({"isolation": "thread"}, "flstack:federations[0].flower.isolation: expected one of 'subprocess', 'process'"),
+    ({"supernode": 2}, "flstack:federations[0].flower.supernode: unknown key; did you mean 'supernodes'?"),
+    (
+        {"supernodes": 2, "groups": [{"name": "gpu"}]},
+        "flstack:federations[0].flower.supernodes: set either supernodes (one default group) or groups",
+    ),
+    (
+        {"groups": [{"name": "a"}, {"name": "a"}]},
+        "flstack:federations[0].flower.groups: group name 'a' is used twice",
+    ),
+    (
+        {"exposure": {"type": "LoadBalancer"}},
+        "flstack:federations[0].flower.exposure.sourceRanges: required with type 'LoadBalancer'",
+    ),
+    (
+        {"exposure": {"type": "NodePort", "nodePort": 80}},
+        "flstack:federations[0].flower.exposure.nodePort: expected an integer >= 30000 and <= 32767, got 80",
+    ),
+    (
+        {"allowedCidrs": ["10.0.0.0"]},
+        "flstack:federations[0].flower.allowedCidrs[0]: expected a CIDR such as 203.0.113.0/24, got '10.0.0.0'",
+    ),
+    ({"nodeConfig": {"lr": [1]}}, "flstack:federations[0].flower.nodeConfig.lr: expected a string, number or boolean"),
+]
+
+
+@pytest.mark.parametrize(("settings", "expected"), BAD)
+def test_bad_flower_settings_are_clear_errors(settings: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        render(flower(**settings))
+    assert expected in str(err.value)
+
+
+def test_resource_count_does_not_grow_with_supernodes() -> None:
+    small, large = render(flower(supernodes=2)), render(flower(supernodes=1000))
+    assert small.counts() == large.counts()
+    node_config = flag(args_of(large, "StatefulSet", "supernodes-default"), "--node-config")
+    assert node_config == "partition-id=$(PARTITION_ID) num-partitions=1000"
+    assert large.find("StatefulSet", "supernodes-default")["spec"]["replicas"] == 1000
+
+
+def test_partition_id_comes_from_the_pod_index() -> None:
+    sts = render(flower()).find("StatefulSet", "supernodes-default")
+    env = {e["name"]: e for e in sts["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert (
+        env["PARTITION_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['apps.kubernetes.io/pod-index']"
+    )
+    assert sts["spec"]["ordinals"] == {"start": 0}
+
+
+def test_groups_take_consecutive_partitions_and_their_own_shape() -> None:
+    rendering = render(
+        flower(
+            groups=[
+                {"name": "cpu", "replicas": 3, "resources": {"cpu": "1", "memory": "2Gi"}},
+                {
+                    "name": "gpu",
+                    "replicas": 2,
+                    "resources": {"gpus": 1, "memory": "16Gi"},
+                    "nodeSelector": {"nvidia.com/gpu.present": "true"},
+                    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                    "nodeConfig": {"device": "cuda"},
+                },
+            ],
+            nodeConfig={"batch-size": 32},
+        )
+    )
+    cpu, gpu = rendering.find("StatefulSet", "supernodes-cpu"), rendering.find("StatefulSet", "supernodes-gpu")
+    assert (cpu["spec"]["ordinals"]["start"], gpu["spec"]["ordinals"]["start"]) == (0, 3)
+    gpu_args = args_of(rendering, "StatefulSet", "supernodes-gpu")
+    assert (
+        flag(gpu_args, "--node-config") == 'partition-id=$(PARTITION_ID) num-partitions=5 batch-size=32 device="cuda"'
+    )
+    pod = gpu["spec"]["template"]["spec"]
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    # Each StatefulSet selects only its own group's pods.
+    assert cpu["spec"]["selector"]["matchLabels"] != gpu["spec"]["selector"]["matchLabels"]
+    assert "nodeSelector" not in cpu["spec"]["template"]["spec"]
+
+
+def test_tls_is_on_by_default_with_every_service_name_and_loopback_in_the_certificate() -> None:
+    rendering = render(flower())
+    args = args_of(rendering, "Deployment", "superlink")
+    assert flag(args, "--ssl-certfile") == "/etc/flwr/tls/tls.crt" and "--insecure" not in args
+    mounts = rendering.find("Deployment", "superlink")["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    assert {"name": "tls", "mountPath": "/etc/flwr/tls", "readOnly": True} in mounts
+    (csr,) = rendering.of_type("tls:index/certRequest:CertRequest")
+    assert csr["inputs"]["dnsNames"] == [
+        "superlink",
+        "superlink.fl",
+        "superlink.fl.svc",
+        "superlink.fl.svc.cluster.local",
+    ]
+    assert csr["inputs"]["ipAddresses"] == ["127.0.0.1"]
+    node_args = args_of(rendering, "StatefulSet", "supernodes-default")
+    assert flag(node_args, "--superlink") == "superlink.fl.svc.cluster.local:8000"
+    assert flag(node_args, "--root-certificates") == "/etc/flwr/ca/ca.crt"
+    # SuperNodes get the CA only, never the server key.
+    volumes = rendering.find("StatefulSet", "supernodes-default")["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "ca", "configMap": {"name": "flower-ca"}} in volumes
+    assert not any("secret" in v for v in volumes)
+
+
+def test_insecure_must_be_asked_for_and_then_has_no_certificates() -> None:
+    rendering = render(flower(insecure=True))
+    assert "--insecure" in args_of(rendering, "Deployment", "superlink")
+    assert "--insecure" in args_of(rendering, "StatefulSet", "supernodes-default")
+    assert rendering.of_type("tls:index/locallySignedCert:LocallySignedCert") == []
+    probe = rendering.find("Deployment", "superlink")["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
+    assert probe["httpGet"]["scheme"] == "HTTP"
+
+
+def test_state_survives_restarts_and_destroy() -> None:
+    rendering = render(flower())
+    args = args_of(rendering, "Deployment", "superlink")
+    assert flag(args, "--database") == "/var/lib/flwr/state.db"
+    (pvc,) = rendering.of_type("kubernetes:core/v1:PersistentVolumeClaim")
+    assert pvc["options"]["retainOnDelete"] is True
+    assert pvc["inputs"]["spec"]["storageClassName"] == "standard"  # minikube's RWO class
+    assert rendering.find("Deployment", "superlink")["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_pods_are_non_root_read_only_and_drop_capabilities() -> None:
+    rendering = render(flower(nodeAuth=True, isolation="process"))
+    workloads = [o for o in rendering.manifests() if o["kind"] in ("Deployment", "StatefulSet", "Job")]
+    assert len(workloads) == 4
+    for obj in workloads:
+        pod = obj["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsUser"] == 49999 and pod["securityContext"]["runAsNonRoot"]
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["automountServiceAccountToken"] is False
+        for container in pod["containers"]:
+            sc = container["securityContext"]
+            assert sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"]
+            assert sc["capabilities"] == {"drop": ["ALL"]}
+            assert container["image"].endswith(":1.41.0")
+    ns = rendering.find("Namespace", "fl")
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_only_this_federations_supernodes_and_listed_cidrs_reach_the_superlink() -> None:
+    rendering = render(flower(allowedCidrs=["198.51.100.0/24"]))
+    policy = rendering.find("NetworkPolicy", "superlink-ingress", "fl")
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8000}]
+    peers = rule["from"]
+    assert {"ipBlock": {"cidr": "198.51.100.0/24"}} in peers
+    selectors = [p["podSelector"]["matchLabels"] for p in peers if "podSelector" in p]
+    assert all(s["app.kubernetes.io/part-of"] == "fl" for s in selectors)
+    assert {s["app.kubernetes.io/component"] for s in selectors} == {"supernode", "superexec"}
+    deny = rendering.find("NetworkPolicy", "default-deny-ingress", "fl")
+    assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+
+
+def test_load_balancer_exposure_limits_sources_and_signs_external_names() -> None:
+    rendering = render(
+        flower(exposure={"type": "LoadBalancer", "sourceRanges": ["203.0.113.0/24"], "hostnames": ["fl.example.org"]})
+    )
+    svc = rendering.find("Service", "superlink", "fl")["spec"]
+    assert svc["type"] == "LoadBalancer" and svc["loadBalancerSourceRanges"] == ["203.0.113.0/24"]
+    assert svc["externalTrafficPolicy"] == "Local"
+    (csr,) = rendering.of_type("tls:index/certRequest:CertRequest")
+    assert "fl.example.org" in csr["inputs"]["dnsNames"]
+    policy = rendering.find("NetworkPolicy", "superlink-ingress", "fl")
+    assert {"ipBlock": {"cidr": "203.0.113.0/24"}} in policy["spec"]["ingress"][0]["from"]
+
+
+def test_node_auth_keys_registration_job_and_flags() -> None:
+    rendering = render(flower(nodeAuth=True, supernodes=3))
+    assert "--enable-supernode-auth" in args_of(rendering, "Deployment", "superlink")
+    node_args = args_of(rendering, "StatefulSet", "supernodes-default")
+    assert flag(node_args, "--auth-supernode-private-key") == "/etc/flwr/auth/node-$(PARTITION_ID).key"
+    keys = rendering.of_type("tls:index/privateKey:PrivateKey")
+    assert len([k for k in keys if "supernode" in k["name"]]) == 3
+    assert all(k["inputs"] == {"algorithm": "ECDSA", "ecdsaCurve": "P384"} for k in keys)
+    secret = next(r for r in rendering.resources() if r["name"] == "secret:fl/supernode-auth")
+    assert secret["inputs"]["stringData"] == "[secret]"
+    (job,) = [r for r in rendering.resources() if r["type"] == "kubernetes:batch/v1:Job"]
+    assert job["options"]["dependsOn"] == ["kubernetes:apps/v1:Deployment::deployment:fl/superlink"]
+
+
+def test_outputs_give_a_ready_flwr_config() -> None:
+    outputs = render(flower()).outputs()["federations"]["fl"]
+    assert outputs["superlinkAddress"] == "superlink.fl.svc.cluster.local:8000"
+    assert (
+        '[superlink.fl]\naddress = "superlink.fl.svc.cluster.local:8000"\nroot-certificates = "ca-fl.crt"'
+        in (outputs["flwrConfig"])
+    )
+    assert outputs["caCertificate"].startswith("-----BEGIN CERTIFICATE-----")
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},
+        {"insecure": True, "exposure": {"type": "NodePort", "nodePort": 30800}},
+        {"nodeAuth": True, "isolation": "process", "installAppDependencies": True},
+        {"groups": [{"name": "gpu", "resources": {"gpus": 2}, "tolerations": [{"key": "gpu", "value": "yes"}]}]},
+        {"exposure": {"type": "LoadBalancer", "sourceRanges": ["203.0.113.0/24"]}},
+    ],
+    ids=["default", "insecure-nodeport", "auth-process", "groups", "loadbalancer"],
+)
+def test_every_variant_is_schema_valid(settings: dict[str, Any]) -> None:
+    rendering = render(flower(**settings))
+    errors = [e for obj in rendering.manifests() for e in schema_errors(obj, "1.34.0")]
+    assert errors == [], json.dumps(errors, indent=1)
