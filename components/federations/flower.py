@@ -39,6 +39,7 @@ CA_DIR = "/etc/flwr/ca"
 AUTH_DIR = "/etc/flwr/auth"
 HOME = "/home/app"  # an emptyDir: the root filesystem is read-only, Flower writes to HOME and FLWR_HOME
 GROUP_LABEL = "flstack.dev/supernode-group"
+CA_FILE_PLACEHOLDER = "@CA_FILE@"
 NodeConfigValue = str | int | float | bool
 
 
@@ -190,7 +191,10 @@ class FlowerFederation(pulumi.ComponentResource):
             "supernodes": total,
             "tls": not s.insecure,
             "caCertificate": ca_pem,
-            "flwrConfig": self._flwr_config(name),
+            "flwrConfig": self._flwr_config(name, self.address),
+            # From a laptop: the certificate also holds 127.0.0.1, so a port-forward just works.
+            "portForward": f"kubectl -n {ns} port-forward svc/{SERVICE} {PORT}:{PORT}",
+            "flwrConfigPortForward": self._flwr_config(name, f"127.0.0.1:{PORT}"),
         }
         self.register_outputs(self.outputs)
 
@@ -551,15 +555,15 @@ class FlowerFederation(pulumi.ComponentResource):
             },
         }
 
-    def _cli_config(self, federation: str, ca_path: str) -> str:
+    def _cli_config(self, federation: str, ca_path: str, address: str | None = None) -> str:
         trust = "insecure = true" if self.settings.insecure else f'root-certificates = "{ca_path}"'
-        return (
-            f'[superlink]\ndefault = "{federation}"\n\n[superlink.{federation}]\naddress = "{self.address}"\n{trust}\n'
-        )
+        address = address or self.address
+        return f'[superlink]\ndefault = "{federation}"\n\n[superlink.{federation}]\naddress = "{address}"\n{trust}\n'
 
-    def _flwr_config(self, name: str) -> str:
-        """A `config.toml` entry for `flwr run APP NAME` (save the caCertificate output as ca-NAME.crt)."""
-        return f"# $FLWR_HOME/config.toml\n{self._cli_config(name, f'ca-{name}.crt')}"
+    def _flwr_config(self, name: str, address: str) -> str:
+        """A `config.toml` for `flwr run APP NAME`. flwr wants an absolute CA path, which only the user knows."""
+        header = "# $FLWR_HOME/config.toml: save the caCertificate output and put its absolute path for @CA_FILE@\n"
+        return header + self._cli_config(name, CA_FILE_PLACEHOLDER, address)
 
 
 def _selector(labels: dict[str, str]) -> dict[str, str]:

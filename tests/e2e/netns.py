@@ -1,7 +1,8 @@
-"""Pods on one machine: each gets its own network namespace (own loopback, own ports), like in a cluster.
+"""Pods on one machine: each gets its own network namespace (own loopback, own ports), as in a cluster.
 
-A veth pair links the namespace to the host; `forward` plays kube-proxy, so inside the namespace
-the Service address the test maps to (127.0.0.1:PORT) reaches the host-side server.
+Nothing binds a host port, so concurrent runs and busy ports on the machine don't matter. The server
+pod is the hub: each client pod has a veth link to it, and `forward` plays kube-proxy, so inside a
+client pod the Service address the test maps to (127.0.0.1:PORT) reaches the server pod.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,39 +27,47 @@ def available() -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class Namespace:
-    name: str
-    host_ip: str  # the host end of the veth pair, as seen from inside the namespace
-
-    def command(self, args: list[str]) -> list[str]:
-        return ["ip", "netns", "exec", self.name, *args]
-
-    def forward(self, listen_port: int, target_port: int) -> list[str]:
-        """Command line of a forwarder: 127.0.0.1:listen_port inside -> host_ip:target_port."""
-        return self.command([sys.executable, str(FORWARDER), str(listen_port), self.host_ip, str(target_port)])
-
-
 def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, timeout=20)
 
 
+@dataclass(frozen=True)
+class Pod:
+    name: str  # the network namespace
+
+    def command(self, args: list[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.name, *args]
+
+    def forward(self, listen_port: int, target_host: str, target_port: int) -> list[str]:
+        """A forwarder inside this pod: 127.0.0.1:listen_port -> target_host:target_port."""
+        return self.command([sys.executable, str(FORWARDER), str(listen_port), target_host, str(target_port)])
+
+
 @contextmanager
-def namespace(name: str, index: int) -> Iterator[Namespace]:
-    """A namespace `name` linked to the host over 10.213.INDEX.0/30 (addresses of our own test hosts)."""
-    host_if, ns_if = f"{name[:8]}h{index}", f"{name[:8]}n{index}"
-    host_ip, ns_ip = f"10.213.{index}.1", f"10.213.{index}.2"
-    subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)  # a leftover from a crash
-    _ip("netns", "add", name)
-    try:
-        _ip("link", "add", host_if, "type", "veth", "peer", "name", ns_if)
-        _ip("link", "set", ns_if, "netns", name)
-        _ip("addr", "add", f"{host_ip}/30", "dev", host_if)
-        _ip("link", "set", host_if, "up")
-        _ip("-n", name, "addr", "add", f"{ns_ip}/30", "dev", ns_if)
-        _ip("-n", name, "link", "set", ns_if, "up")
-        _ip("-n", name, "link", "set", "lo", "up")
-        yield Namespace(name, host_ip)
-    finally:
-        subprocess.run(["ip", "link", "del", host_if], capture_output=True, check=False)
-        subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+def pods(names: list[str]) -> Iterator[dict[str, Pod]]:
+    """Network namespaces for `names` (unique per test process); the first is the hub the others link to.
+
+    Link i uses 10.213.i.0/30: addresses inside namespaces this test made, reachable from nowhere else.
+    """
+    tag = f"fl{os.getpid() % 100000}"
+    made = {n: Pod(f"{tag}-{n}") for n in names}
+    with ExitStack() as cleanup:
+        for pod in made.values():
+            subprocess.run(["ip", "netns", "del", pod.name], capture_output=True, check=False)
+            _ip("netns", "add", pod.name)
+            cleanup.callback(subprocess.run, ["ip", "netns", "del", pod.name], capture_output=True, check=False)
+            _ip("-n", pod.name, "link", "set", "lo", "up")
+        hub, *spokes = made.values()
+        for i, pod in enumerate(spokes, start=1):
+            hub_if, pod_if = f"{tag}h{i}"[-15:], f"{tag}p{i}"[-15:]
+            _ip("link", "add", hub_if, "netns", hub.name, "type", "veth", "peer", "name", pod_if, "netns", pod.name)
+            _ip("-n", hub.name, "addr", "add", f"10.213.{i}.1/30", "dev", hub_if)
+            _ip("-n", pod.name, "addr", "add", f"10.213.{i}.2/30", "dev", pod_if)
+            _ip("-n", hub.name, "link", "set", hub_if, "up")
+            _ip("-n", pod.name, "link", "set", pod_if, "up")
+        yield made
+
+
+def hub_address(spoke_index: int) -> str:
+    """The hub's address on the link to its `spoke_index`-th (1-based) client pod."""
+    return f"10.213.{spoke_index}.1"

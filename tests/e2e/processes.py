@@ -5,10 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import ssl
 import subprocess
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -74,12 +72,6 @@ class Processes:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=5)
-
-
-def https_ok(url: str, cafile: Path) -> bool:
-    context = ssl.create_default_context(cafile=str(cafile))
-    with urllib.request.urlopen(url, context=context, timeout=3) as response:
-        return bool(response.status == 200)
 
 
 def base_env(bin_dir: Path) -> dict[str, str]:

@@ -1,11 +1,12 @@
 """A real Flower federation, started from exactly what the rendered manifests put in the pods.
 
 Render the default Flower stack (with real certificates made from the program's pulumi-tls inputs),
-take the SuperLink's and SuperNodes' args, env and mounted files from the manifests, and run the
-real `flower-superlink` and two `flower-supernode` processes: each SuperNode in its own network
-namespace, like a pod, so both keep their default ports. Only mount paths are mapped to temp dirs
-and the Service host to 127.0.0.1 (forwarded to the SuperLink, as kube-proxy would). Then `flwr run`
-the in-repo app with the stack's `flwrConfig` output and check every round heard from both partitions.
+take the SuperLink's and SuperNodes' args, env and mounted files from the manifests, and run the real
+`flower-superlink` and two `flower-supernode` processes, each in its own network namespace like a pod
+(so they keep their default ports and no host port is used). Only mount paths are mapped to temp dirs
+and the Service host to 127.0.0.1, forwarded to the SuperLink pod as kube-proxy would. Then `flwr run`
+the in-repo app with the stack's port-forward `config.toml` output and check every round heard from
+both partitions.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 
 from tests.e2e import netns
 from tests.e2e.pods import materialize
-from tests.e2e.processes import Processes, base_env, framework_bin, https_ok
+from tests.e2e.processes import Processes, base_env, framework_bin
 from tests.e2e.real_tls import mocks_with_real_tls
 from tools import render, stack_files
 from tools.stack_files import ROOT
@@ -52,36 +53,43 @@ def test_real_federation_completes_rounds_with_both_partitions(tmp_path: Path, n
     service_host, _, port_text = outputs["superlinkAddress"].rpartition(":")
     port = int(port_text)
     to_loopback = {service_host: "127.0.0.1"}
-    pods = tmp_path / "pods"
+    pods_dir = tmp_path / "pods"
 
     superlink_deploy = rendering.find("Deployment", "superlink", "demo")
     supernodes_set = rendering.find("StatefulSet", "supernodes-default", "demo")
     assert supernodes_set["spec"]["replicas"] == 2
 
     procs = Processes(tmp_path)
-    try:
-        superlink = materialize(rendering, superlink_deploy, "superlink", pods, host_map=to_loopback)
-        env = {**base_env(bin_dir), **superlink.env}
-        procs.start("superlink", [str(bin_dir / "flower-superlink"), *superlink.args], env)
-        ca_file = superlink.local("/etc/flwr/tls/ca.crt")
-        procs.wait_for("SuperLink /health", lambda: https_ok(f"https://127.0.0.1:{port}/health", ca_file), 60)
+    with netns.pods(["superlink", "node0", "node1"]) as pods:
+        try:
+            superlink = materialize(rendering, superlink_deploy, "superlink", pods_dir, host_map=to_loopback)
+            command = pods["superlink"].command([str(bin_dir / "flower-superlink"), *superlink.args])
+            procs.start("superlink", command, {**base_env(bin_dir), **superlink.env})
+            ca_file = superlink.local("/etc/flwr/tls/ca.crt")
+            procs.wait_for("SuperLink /health", partial(https_ok, pods["superlink"], bin_dir, port, ca_file), 60)
 
-        if node_auth:
-            register_supernodes(rendering, bin_dir, pods, to_loopback)
+            if node_auth:
+                register_supernodes(rendering, pods["superlink"], bin_dir, pods_dir, to_loopback)
 
-        with netns.namespace("flsn0", 0) as ns0, netns.namespace("flsn1", 1) as ns1:
-            for index, ns in enumerate((ns0, ns1)):
-                node = materialize(rendering, supernodes_set, "supernode", pods, pod_index=index, host_map=to_loopback)
-                procs.start(f"forward-{index}", ns.forward(port, port), base_env(bin_dir))
-                command = ns.command([str(bin_dir / "flower-supernode"), *node.args])
+            for index in range(2):
+                pod = pods[f"node{index}"]
+                node = materialize(
+                    rendering, supernodes_set, "supernode", pods_dir, pod_index=index, host_map=to_loopback
+                )
+                procs.start(
+                    f"forward-{index}", pod.forward(port, netns.hub_address(index + 1), port), base_env(bin_dir)
+                )
+                command = pod.command([str(bin_dir / "flower-supernode"), *node.args])
                 procs.start(f"supernode-{index}", command, {**base_env(bin_dir), **node.env})
             # The port the manifests point the kubelet's probes at answers gRPC health with SERVING.
             health_port = supernodes_set["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["grpc"]["port"]
-            for index, ns in enumerate((ns0, ns1)):
-                procs.wait_for(f"supernode-{index} gRPC health", partial(grpc_serving, bin_dir, ns, health_port), 60)
-            result = run_app(bin_dir, tmp_path, outputs, to_loopback, procs)
-    finally:
-        procs.stop_all()
+            for index in range(2):
+                pod = pods[f"node{index}"]
+                procs.wait_for(f"supernode-{index} gRPC health", partial(grpc_serving, bin_dir, pod, health_port), 60)
+            # `flwr` runs where `kubectl port-forward` would land: inside the SuperLink's pod.
+            result = run_app(pods["superlink"], bin_dir, tmp_path, outputs, procs)
+        finally:
+            procs.stop_all()
 
     rounds = result["rounds"]
     assert len(rounds) == 2, result
@@ -91,15 +99,30 @@ def test_real_federation_completes_rounds_with_both_partitions(tmp_path: Path, n
     assert abs(result["final_w"][0] - 2.0) < 0.2  # the model learned: real training happened
 
 
-def register_supernodes(rendering: render.Rendering, bin_dir: Path, pods: Path, to_loopback: dict[str, str]) -> None:
+def https_ok(pod: netns.Pod, bin_dir: Path, port: int, ca_file: Path) -> bool:
+    check = (
+        "import ssl, sys, urllib.request\n"
+        f"ctx = ssl.create_default_context(cafile={str(ca_file)!r})\n"
+        f"r = urllib.request.urlopen('https://127.0.0.1:{port}/health', context=ctx, timeout=3)\n"
+        "sys.exit(0 if r.status == 200 else 1)\n"
+    )
+    out = subprocess.run(
+        pod.command([str(bin_dir / "python"), "-c", check]), capture_output=True, timeout=20, check=False
+    )
+    return out.returncode == 0
+
+
+def register_supernodes(
+    rendering: render.Rendering, pod: netns.Pod, bin_dir: Path, pods_dir: Path, to_loopback: dict[str, str]
+) -> None:
     """Runs the rendered registration Job's container (its python3 is the Flower venv's)."""
     job = rendering.find("Job", "register-supernodes", "demo")
     spec = {"kind": "Job", "metadata": job["metadata"], "spec": job["spec"]}
-    register = materialize(rendering, spec, "register", pods, host_map=to_loopback)
+    register = materialize(rendering, spec, "register", pods_dir, host_map=to_loopback)
     assert register.args[0] == "python3"
     for attempt in ("first", "retry"):  # a retried Job must succeed too
         out = subprocess.run(
-            [str(bin_dir / "python3"), *register.args[1:]],
+            pod.command([str(bin_dir / "python3"), *register.args[1:]]),
             env={**base_env(bin_dir), **register.env},
             capture_output=True,
             text=True,
@@ -113,7 +136,7 @@ def register_supernodes(rendering: render.Rendering, bin_dir: Path, pods: Path, 
             assert out.stdout.count("already in use") == 2, out.stdout
 
 
-def grpc_serving(bin_dir: Path, ns: netns.Namespace, port: int) -> bool:
+def grpc_serving(bin_dir: Path, pod: netns.Pod, port: int) -> bool:
     check = (
         "import grpc, sys\n"
         "from grpc_health.v1 import health_pb2, health_pb2_grpc\n"
@@ -122,28 +145,24 @@ def grpc_serving(bin_dir: Path, ns: netns.Namespace, port: int) -> bool:
         "sys.exit(0 if r.status == health_pb2.HealthCheckResponse.SERVING else 1)\n"
     )
     out = subprocess.run(
-        ns.command([str(bin_dir / "python"), "-c", check]), capture_output=True, timeout=20, check=False
+        pod.command([str(bin_dir / "python"), "-c", check]), capture_output=True, timeout=20, check=False
     )
     return out.returncode == 0
 
 
-def run_app(
-    bin_dir: Path, tmp_path: Path, outputs: dict[str, Any], to_loopback: dict[str, str], procs: Processes
-) -> dict[str, Any]:
-    """`flwr run` as a user would: config.toml from the stack output, CA saved next to it."""
+def run_app(pod: netns.Pod, bin_dir: Path, tmp_path: Path, outputs: dict[str, Any], procs: Processes) -> dict[str, Any]:
+    """`flwr run` as the README tells a user to: the stack's port-forward config.toml, verbatim, beside the CA."""
     flwr_home = tmp_path / "cli"
     flwr_home.mkdir()
-    config = outputs["flwrConfig"]
-    for host, target in to_loopback.items():
-        config = config.replace(host, target)
-    ca_name = config.split('root-certificates = "')[1].split('"')[0]
-    (flwr_home / ca_name).write_text(outputs["caCertificate"])
-    config = config.replace(f'"{ca_name}"', f'"{flwr_home / ca_name}"')
-    (flwr_home / "config.toml").write_text(config)
+    ca_file = flwr_home / "ca-demo.crt"
+    ca_file.write_text(outputs["caCertificate"])
+    (flwr_home / "config.toml").write_text(outputs["flwrConfigPortForward"].replace("@CA_FILE@", str(ca_file)))
     env = {**base_env(bin_dir), "HOME": str(flwr_home), "FLWR_HOME": str(flwr_home), "FLWR_TELEMETRY_ENABLED": "0"}
     result_path = tmp_path / "result.json"
     run = subprocess.run(
-        [str(bin_dir / "flwr"), "run", str(APP), "demo", "--stream", "--run-config", f'result-path="{result_path}"'],
+        pod.command(
+            [str(bin_dir / "flwr"), "run", str(APP), "demo", "--stream", "--run-config", f'result-path="{result_path}"']
+        ),
         env=env,
         cwd=flwr_home,
         capture_output=True,
@@ -153,7 +172,7 @@ def run_app(
     )
     # `flwr run --stream` exits 0 even when the run failed: the result file and `flwr ls` tell the truth.
     listing = subprocess.run(
-        [str(bin_dir / "flwr"), "ls", "demo", "--format", "json"],
+        pod.command([str(bin_dir / "flwr"), "ls", "demo", "--format", "json"]),
         env=env,
         cwd=flwr_home,
         capture_output=True,

@@ -214,7 +214,7 @@ def test_outputs_give_a_ready_flwr_config() -> None:
     outputs = render(flower()).outputs()["federations"]["fl"]
     assert outputs["superlinkAddress"] == "superlink.fl.svc.cluster.local:8000"
     assert (
-        '[superlink.fl]\naddress = "superlink.fl.svc.cluster.local:8000"\nroot-certificates = "ca-fl.crt"'
+        '[superlink.fl]\naddress = "superlink.fl.svc.cluster.local:8000"\nroot-certificates = "@CA_FILE@"'
         in (outputs["flwrConfig"])
     )
     assert outputs["caCertificate"].startswith("-----BEGIN CERTIFICATE-----")
