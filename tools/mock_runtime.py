@@ -124,7 +124,9 @@ class RecordingMonitor(mocks.MockMonitor):
         return response
 
     def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802
-        if "pulumi:pulumi:Stack" in request.urn:
+        # Only the stack's own outputs: components whose parent is the stack also carry
+        # `pulumi:pulumi:Stack` in their URN (`...::pulumi:pulumi:Stack$flstack:targets:Minikube::cluster`).
+        if request.urn.split("::")[2] == "pulumi:pulumi:Stack":
             from pulumi.runtime import rpc
 
             self.recording.outputs = rpc.deserialize_properties(request.outputs)
