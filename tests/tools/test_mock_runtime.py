@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from google.protobuf import struct_pb2
-
 from tools.mock_runtime import OfflineMocks, Recording, RecordingMonitor
 
 STACK = "urn:pulumi:s::flstack::pulumi:pulumi:Stack::flstack-s"
@@ -13,9 +11,7 @@ COMPONENT = "urn:pulumi:s::flstack::pulumi:pulumi:Stack$flstack:targets:Minikube
 
 
 def outputs_request(urn: str, **values: str) -> SimpleNamespace:
-    struct = struct_pb2.Struct()
-    struct.update(values)
-    return SimpleNamespace(urn=urn, outputs=struct)
+    return SimpleNamespace(urn=urn, outputs=values)  # a Struct in gRPC; a dict reads the same way
 
 
 def test_component_outputs_registered_last_do_not_replace_the_stack_outputs() -> None:
