@@ -60,27 +60,28 @@ class EksSettings:
 
     def check(self) -> Iterator[tuple[str, str]]:
         yield from _check_cidr("vpcCidr", self.vpc_cidr, min_prefix=16, max_prefix=24)
-        for i, cidr in enumerate(self.public_access_cidrs):
+        for i, cidr in enumerate(self.public_access_cidrs or []):
             if cidr is not None:
                 yield from _check_cidr(f"publicAccessCidrs[{i}]", cidr, min_prefix=0, max_prefix=32)
         if self.endpoint_private_only and self.public_access_cidrs:
             yield "publicAccessCidrs", "not used with endpointPrivateOnly: true (the endpoint has no public side)"
-        if not self.endpoint_private_only and not self.public_access_cidrs:
+        if not self.endpoint_private_only and self.public_access_cidrs == []:
             yield (
                 "publicAccessCidrs",
                 "required unless endpointPrivateOnly is true: list the CIDRs allowed to reach the API server",
             )
-        if not self.admin_principals:
+        admins = [a for a in self.admin_principals or [] if a is not None]  # bad items are reported already
+        if self.admin_principals == []:
             yield "adminPrincipals", "list at least one IAM role or user ARN (including the one running pulumi up)"
-        for dup in sorted({a for a in self.admin_principals if self.admin_principals.count(a) > 1} - {None}):
+        for dup in sorted({a for a in admins if admins.count(a) > 1}):
             yield "adminPrincipals", f"{dup!r} is listed twice"
         if self.log_retention_days not in LOG_RETENTION_DAYS:
             yield (
                 "logRetentionDays",
                 f"expected one of CloudWatch's values {LOG_RETENTION_DAYS}, got {self.log_retention_days}",
             )
-        groups = [g for g in self.node_groups if g is not None]
-        if not self.node_groups:
+        groups = [g for g in self.node_groups or [] if g is not None]
+        if self.node_groups == []:
             yield "nodeGroups", "list at least one node group"
         names = [g.name for g in groups]
         for dup in sorted({n for n in names if names.count(n) > 1}):

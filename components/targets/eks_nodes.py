@@ -54,14 +54,14 @@ class NodeGroupSettings:
                 f"need minSize <= desiredSize <= maxSize, got "
                 f"{self.min_size} <= {self.desired_size} <= {self.max_size}",
             )
-        types = [t for t in self.instance_types if t is not None]
-        if not self.instance_types:
+        types = [t for t in self.instance_types or [] if t is not None]  # bad items are reported already
+        if self.instance_types == []:
             yield "instanceTypes", "list at least one instance type"
         if len({architecture(t) for t in types}) > 1:
             yield "instanceTypes", f"mixes x86_64 and arm64 (Graviton) types {types}: one AMI serves a group"
         if self.gpu and not all(is_gpu(t) for t in types):
             yield "instanceTypes", f"gpu is true but {[t for t in types if not is_gpu(t)]} have no NVIDIA GPU"
-        if GROUP_LABEL in self.labels:
+        if GROUP_LABEL in (self.labels or {}):
             yield f"labels.{GROUP_LABEL}", "set by flstack to the group name"
 
     @property
@@ -73,7 +73,7 @@ class NodeGroupSettings:
     @property
     def tainted(self) -> bool:
         """Pods without a toleration cannot run here (PreferNoSchedule only discourages them)."""
-        return any(not t.endswith(":PreferNoSchedule") for t in self.taints)
+        return any(t is not None and not t.endswith(":PreferNoSchedule") for t in self.taints or [])
 
 
 def taint(text: str) -> aws.eks.NodeGroupTaintArgs:
