@@ -12,4 +12,5 @@ platform = federations.platform(cluster.provider, cluster.kubernetes_version, vo
 deployed = federations.deploy(stack.federations, platform)
 
 pulumi.export("target", cluster.outputs)
+pulumi.export("storage", volumes.outputs)
 pulumi.export("federations", {name: fed.outputs for name, fed in deployed.items()})

@@ -34,6 +34,25 @@ def render_stack(stack: str) -> render_tool.Rendering:
 
 
 MINIKUBE: dict[str, Any] = {"kind": "minikube", "minikube": {"profile": "t", "kubernetesVersion": "1.34.0"}}
+EKS: dict[str, Any] = {
+    "kind": "eks",
+    "eks": {
+        "region": "eu-central-1",
+        "name": "t",
+        "adminPrincipals": ["arn:aws:iam::111122223333:role/admin"],
+        "publicAccessCidrs": ["198.51.100.0/24"],
+    },
+}
+
+
+def eks(**settings: Any) -> dict[str, Any]:
+    """The EKS target config with some settings changed."""
+    return {**EKS, "eks": {**EKS["eks"], **settings}}
+
+
+def by_name(rows: list[dict[str, Any]], type_token: str) -> dict[str, dict[str, Any]]:
+    """`resources()` rows of one type, by logical name."""
+    return {r["name"]: r for r in rows if r["type"] == type_token}
 
 
 def schema_errors(obj: dict[str, Any], kubernetes_version: str) -> list[str]:

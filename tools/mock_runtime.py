@@ -22,6 +22,7 @@ from tools.stack_files import ROOT, StackFiles
 
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 SECRET_VALUE_SIG = "1b47061264138c4ac30d75fd1eb44270"
+MOCK_ACCOUNT = "123456789012"
 
 # Outputs a provider would compute, keyed by resource type: deterministic stand-ins, named after the
 # resource, so renders are byte-identical and a reader can see where each value came from.
@@ -47,6 +48,38 @@ DEFAULT_SYNTHESIZERS: dict[str, Synthesizer] = {
     "tls:index/locallySignedCert:LocallySignedCert": lambda a: {"certPem": _pem(a, "CERTIFICATE")},
     "tls:index/certRequest:CertRequest": lambda a: {"certRequestPem": _pem(a, "CERTIFICATE REQUEST")},
     "command:local:Command": lambda a: {"stdout": _placeholder(a, "stdout"), "stderr": ""},
+    # AWS: the documentation account, and endpoints under .mock so nobody mistakes them for real ones.
+    "aws:eks/cluster:Cluster": lambda a: {
+        "arn": f"arn:aws:eks:mock:{MOCK_ACCOUNT}:cluster/{a.inputs['name']}",
+        "endpoint": f"https://{a.inputs['name']}.eks.mock",
+        "certificateAuthority": {"data": _placeholder(a, "certificateAuthority.data")},
+        "identities": [{"oidcs": [{"issuer": f"https://oidc.eks.mock/id/{a.inputs['name']}"}]}],
+    },
+    "aws:iam/openIdConnectProvider:OpenIdConnectProvider": lambda a: {
+        "arn": f"arn:aws:iam::{MOCK_ACCOUNT}:oidc-provider/{a.inputs['url'].removeprefix('https://')}",
+    },
+    # Auto-named: the engine would add a random suffix; the logical name stands in for it.
+    "aws:iam/role:Role": lambda a: {"name": a.name, "arn": f"arn:aws:iam::{MOCK_ACCOUNT}:role/{a.name}"},
+    "aws:kms/key:Key": lambda a: {"arn": f"arn:aws:kms:mock:{MOCK_ACCOUNT}:key/{a.name}", "keyId": a.name},
+    "aws:ec2/launchTemplate:LaunchTemplate": lambda a: {"latestVersion": 1},
+    "aws:efs/fileSystem:FileSystem": lambda a: {
+        "arn": f"arn:aws:elasticfilesystem:mock:{MOCK_ACCOUNT}:file-system/{a.name}"
+    },
+}
+
+# Invokes (data sources) the program makes, answered the same way every time.
+Call = Callable[[dict[str, Any], str], dict[str, Any]]  # (args, region of the provider) -> result
+DEFAULT_CALLS: dict[str, Call] = {
+    "aws:index/getAvailabilityZones:getAvailabilityZones": lambda args, region: {
+        "names": [f"{region}{zone}" for zone in "abcd"],
+        "zoneIds": [f"mock-az{i}" for i in range(1, 5)],
+    },
+    "aws:index/getPartition:getPartition": lambda args, region: {
+        "partition": "aws",
+        "dnsSuffix": "amazonaws.com",
+        "id": "aws",
+        "reverseDnsPrefix": "com.amazonaws",
+    },
 }
 
 
@@ -54,13 +87,16 @@ class OfflineMocks(pulumi.runtime.Mocks):
     def __init__(
         self,
         synthesizers: dict[str, Synthesizer] | None = None,
-        calls: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
+        calls: dict[str, Call] | None = None,
     ) -> None:
         self.synthesizers = {**DEFAULT_SYNTHESIZERS, **(synthesizers or {})}
-        self.calls = calls or {}
+        self.calls = {**DEFAULT_CALLS, **(calls or {})}
+        self.regions: dict[str, str] = {}  # aws provider name -> its region, for invokes through it
 
     def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         state = dict(args.inputs)
+        if args.typ == "pulumi:providers:aws":
+            self.regions[args.name] = str(args.inputs.get("region", "mock-region-1"))
         synth = self.synthesizers.get(args.typ)
         if synth is not None:
             state.update(synth(args))
@@ -70,7 +106,9 @@ class OfflineMocks(pulumi.runtime.Mocks):
         answer = self.calls.get(args.token)
         if answer is None:
             raise NotImplementedError(f"the offline render has no answer for invoke {args.token}")
-        return answer(dict(args.args)), None
+        provider_name = (args.provider or "").rpartition("::")[0].rpartition("::")[2]  # URN::ID -> name
+        result = answer(dict(args.args), self.regions.get(provider_name, "mock-region-1"))
+        return result, []  # failures must be a list, not None: the SDK iterates it
 
 
 @dataclass
@@ -124,7 +162,9 @@ class RecordingMonitor(mocks.MockMonitor):
         return response
 
     def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802
-        if "pulumi:pulumi:Stack" in request.urn:
+        # Only the stack's own outputs: components whose parent is the stack also carry
+        # `pulumi:pulumi:Stack` in their URN (`...::pulumi:pulumi:Stack$flstack:targets:Minikube::cluster`).
+        if request.urn.split("::")[2] == "pulumi:pulumi:Stack":
             from pulumi.runtime import rpc
 
             self.recording.outputs = rpc.deserialize_properties(request.outputs)

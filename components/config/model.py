@@ -42,16 +42,24 @@ class TargetConfig:
 
 @dataclass(frozen=True)
 class SharedStorageConfig:
-    """ReadWriteMany storage that federations ask for by the name `shared`."""
+    """ReadWriteMany storage that federations ask for by the name `shared`.
 
-    kind: Literal["none", "existing"] = "none"
+    `existing`: a class the cluster already has; `nfs`: an in-cluster NFS server (any target) backed by
+    the data class; `efs`: Amazon EFS (eks target only).
+    """
+
+    kind: Literal["none", "existing", "nfs", "efs"] = "none"
     storage_class: str | None = None
+    # The NFS server's own volume (kind nfs): every shared volume lives inside it. Default 20Gi.
+    size: str | None = rule(None, pattern=QUANTITY, pattern_help=QUANTITY_HELP)
 
     def check(self) -> Iterator[tuple[str, str]]:
         if self.kind == "existing" and not self.storage_class:
             yield "storageClass", "required when kind is 'existing': the name of a ReadWriteMany StorageClass"
         if self.kind != "existing" and self.storage_class:
             yield "storageClass", f"only used when kind is 'existing' (kind is {self.kind!r})"
+        if self.kind != "nfs" and self.size:
+            yield "size", f"only used when kind is 'nfs' (kind is {self.kind!r})"
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,11 @@ class StackConfig:
     federations: list[FederationConfig] = field(default_factory=list)
 
     def check(self) -> Iterator[tuple[str, str]]:
+        if self.storage.shared.kind == "efs" and self.target.kind != "eks":
+            yield (
+                "storage.shared.kind",
+                f"'efs' needs the eks target (target is {self.target.kind!r}); use 'nfs' for an in-cluster NFS server",
+            )
         seen_names: dict[str, int] = {}
         seen_namespaces: dict[str, int] = {}
         for i, fed in enumerate(self.federations):

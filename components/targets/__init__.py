@@ -13,7 +13,7 @@ import pulumi_kubernetes as k8s
 
 from components.config import TargetConfig
 
-from . import existing, minikube
+from . import eks, existing, minikube
 
 
 class Target(Protocol):
@@ -26,11 +26,13 @@ class Target(Protocol):
 SETTINGS: dict[str, type] = {
     "minikube": minikube.MinikubeSettings,
     "existing": existing.ExistingSettings,
+    "eks": eks.EksSettings,
 }
 
 _COMPONENTS = {
     "minikube": minikube.MinikubeCluster,
     "existing": existing.ExistingCluster,
+    "eks": eks.EksCluster,
 }
 
 

@@ -1,0 +1,32 @@
+"""StorageClass manifests shared by the storage modules."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pulumi
+
+DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
+
+
+def storage_class(
+    name: str,
+    provisioner: str,
+    parameters: dict[str, pulumi.Input[str]],
+    reclaim_policy: Literal["Delete", "Retain"],
+    binding_mode: Literal["Immediate", "WaitForFirstConsumer"],
+    default: bool = False,
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name, "labels": {"app.kubernetes.io/managed-by": "flstack"}}
+    if default:
+        metadata["annotations"] = {DEFAULT_CLASS_ANNOTATION: "true"}
+    return {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": metadata,
+        "provisioner": provisioner,
+        "parameters": parameters,
+        "reclaimPolicy": reclaim_policy,
+        "volumeBindingMode": binding_mode,
+        "allowVolumeExpansion": True,
+    }

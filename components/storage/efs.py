@@ -1,0 +1,89 @@
+"""ReadWriteMany on EKS: an encrypted EFS file system, a mount target per private subnet, and the EFS CSI driver."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_aws as aws
+
+from components import iam, kube
+from components.targets.eks import EksCluster
+
+from .classes import storage_class
+
+CLASS = "shared-efs"
+SERVICE_ACCOUNT = "efs-csi-controller-sa"
+NFS_PORT = 2049
+
+
+class Efs(pulumi.ComponentResource):
+    def __init__(self, name: str, cluster: EksCluster, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("flstack:storage:Efs", name, None, opts)
+        network = cluster.network
+        aws_opts = pulumi.ResourceOptions(parent=self, provider=cluster.aws_provider)
+        mounts_sg = aws.ec2.SecurityGroup(
+            f"{name}-mounts",
+            vpc_id=network.vpc.id,
+            description=f"NFS to the {cluster.settings.name} EFS mount targets from inside the VPC",
+            opts=aws_opts,
+        )
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-nfs",
+            security_group_id=mounts_sg.id,
+            cidr_ipv4=network.cidr,
+            ip_protocol="tcp",
+            from_port=NFS_PORT,
+            to_port=NFS_PORT,
+            description="NFS from nodes and pods (VPC CNI pod addresses are VPC addresses)",
+            opts=aws_opts,
+        )
+        # The shared data itself: kept when the stack goes, and `pulumi destroy` refuses until unprotected.
+        self.file_system = aws.efs.FileSystem(
+            f"{name}-fs",
+            encrypted=True,
+            performance_mode="generalPurpose",
+            throughput_mode="elastic",
+            tags={"Name": f"{cluster.settings.name}-shared"},
+            opts=pulumi.ResourceOptions.merge(aws_opts, pulumi.ResourceOptions(protect=True, retain_on_delete=True)),
+        )
+        mounts = [
+            aws.efs.MountTarget(
+                f"{name}-mount-{i}",
+                file_system_id=self.file_system.id,
+                subnet_id=subnet.id,
+                security_groups=[mounts_sg.id],
+                opts=aws_opts,
+            )
+            for i, subnet in enumerate(network.private_subnets)
+        ]
+        self.role, attachment = iam.service_account_role(
+            f"{name}-controller",
+            cluster.oidc_provider,
+            "kube-system",
+            SERVICE_ACCOUNT,
+            cluster.managed_policy("service-role/AmazonEFSCSIDriverPolicy"),
+            aws_opts,
+        )
+        self.addon = aws.eks.Addon(
+            f"{name}-driver",
+            cluster_name=cluster.cluster.name,
+            addon_name="aws-efs-csi-driver",
+            service_account_role_arn=self.role.arn,
+            resolve_conflicts_on_create="OVERWRITE",
+            resolve_conflicts_on_update="OVERWRITE",
+            opts=pulumi.ResourceOptions.merge(
+                aws_opts, pulumi.ResourceOptions(depends_on=[attachment, *mounts, *cluster.node_groups])
+            ),
+        )
+        # efs-ap: one access point (own directory, own POSIX owner) per volume, all in one file system.
+        parameters: dict[str, pulumi.Input[str]] = {
+            "provisioningMode": "efs-ap",
+            "fileSystemId": self.file_system.id,
+            "directoryPerms": "700",
+            "basePath": "/flstack",
+        }
+        kube.apply(
+            storage_class(CLASS, "efs.csi.aws.com", parameters, "Retain", "Immediate"),
+            pulumi.ResourceOptions(parent=self, provider=cluster.provider),
+        )
+        self.class_name = CLASS
+        self.register_outputs({"fileSystemId": self.file_system.id, "roleArn": self.role.arn, "storageClass": CLASS})

@@ -1,0 +1,65 @@
+"""ReadWriteMany anywhere: an in-cluster NFS server (nfs-server-provisioner) whose data sits on one RWO volume."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import kube
+
+CLASS = "shared-nfs"
+NAMESPACE = "flstack-nfs"
+CHART = "nfs-server-provisioner"
+CHART_VERSION = "1.8.0"
+REPOSITORY = "https://kubernetes-sigs.github.io/nfs-ganesha-server-and-external-provisioner/"
+DEFAULT_SIZE = "20Gi"
+
+
+def chart_values(data_class: str | None, size: str) -> dict[str, object]:
+    persistence: dict[str, object] = {"enabled": True, "accessMode": "ReadWriteOnce", "size": size}
+    if data_class:
+        persistence["storageClass"] = data_class
+    return {
+        # Without persistence the exported data lives in an emptyDir and dies with the pod.
+        "persistence": persistence,
+        "storageClass": {
+            "create": True,
+            "name": CLASS,
+            "defaultClass": False,  # the chart's default is true: it would take over every unnamed claim
+            "reclaimPolicy": "Retain",
+            "allowVolumeExpansion": True,
+        },
+    }
+
+
+class NfsServer(pulumi.ComponentResource):
+    def __init__(
+        self,
+        name: str,
+        provider: k8s.Provider,
+        data_class: str | None,
+        size: str | None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("flstack:storage:Nfs", name, None, opts)
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=provider)
+        # NFS-Ganesha runs as root with DAC_READ_SEARCH and SYS_RESOURCE: not allowed even by `baseline`,
+        # so this namespace (and only this one) is privileged.
+        namespace = kube.apply(
+            kube.namespace(
+                NAMESPACE,
+                {"pod-security.kubernetes.io/enforce": "privileged", "pod-security.kubernetes.io/warn": "privileged"},
+            ),
+            k8s_opts,
+        )
+        self.chart = k8s.helm.v4.Chart(
+            name,
+            chart=CHART,
+            version=CHART_VERSION,
+            repository_opts={"repo": REPOSITORY},
+            namespace=NAMESPACE,
+            values=chart_values(data_class, size or DEFAULT_SIZE),
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[namespace])),
+        )
+        self.class_name = CLASS
+        self.register_outputs({"storageClass": CLASS, "namespace": NAMESPACE, "chartVersion": CHART_VERSION})

@@ -1,0 +1,86 @@
+"""Bad EKS settings: one clear line per problem, with the full key path, before any resource exists."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from components.config import ConfigError, parse
+from tests.helpers import EKS, eks
+
+GROUP = {"name": "general"}
+
+BAD: list[tuple[dict[str, Any], str]] = [
+    ({"kind": "eks", "eks": {}}, "flstack:target.eks.region: required: expected an AWS region such as eu-west-1"),
+    (eks(region="Europe"), "flstack:target.eks.region: expected an AWS region such as eu-west-1, got 'Europe'"),
+    (eks(kubernetesVersion="1.34.2"), "flstack:target.eks.kubernetesVersion: expected an EKS version such as 1.34"),
+    (eks(vpcCidr="10.0.0.0/8"), "flstack:target.eks.vpcCidr: expected a prefix from /16 to /24, got '10.0.0.0/8'"),
+    (eks(vpcCidr="10.0.0.1/16"), "flstack:target.eks.vpcCidr: '10.0.0.1/16' is not a network address"),
+    (eks(natGateways="two"), "flstack:target.eks.natGateways: expected one of 'single', 'perZone', got 'two'"),
+    (eks(adminPrincipals=[]), "flstack:target.eks.adminPrincipals: list at least one IAM role or user ARN"),
+    (
+        eks(adminPrincipals=["arn:aws:sts::111122223333:assumed-role/admin/me"]),
+        "flstack:target.eks.adminPrincipals[0]: expected an IAM role or user ARN",
+    ),
+    (eks(publicAccessCidrs=[]), "flstack:target.eks.publicAccessCidrs: required unless endpointPrivateOnly is true"),
+    (eks(endpointPrivateOnly=True), "flstack:target.eks.publicAccessCidrs: not used with endpointPrivateOnly: true"),
+    (eks(publicAccessCidrs=["everyone"]), "flstack:target.eks.publicAccessCidrs[0]: expected a CIDR such as"),
+    (eks(logTypes=["api", "kubelet"]), "flstack:target.eks.logTypes[1]: expected one of 'api', 'audit'"),
+    (eks(logRetentionDays=10), "flstack:target.eks.logRetentionDays: expected one of CloudWatch's values"),
+    (eks(imdsHopLimit=3), "flstack:target.eks.imdsHopLimit: expected an integer >= 1 and <= 2, got 3"),
+    (eks(nodeGroups=[]), "flstack:target.eks.nodeGroups: list at least one node group"),
+    (
+        eks(nodeGroups=[{"name": "general", "minSize": 3, "desiredSize": 2}]),
+        "flstack:target.eks.nodeGroups[0].minSize: need minSize <= desiredSize <= maxSize, got 3 <= 2 <= 3",
+    ),
+    (
+        eks(nodeGroups=[GROUP, {"name": "big", "maxSize": 0}]),
+        "flstack:target.eks.nodeGroups[1].maxSize: expected an integer >= 1 and <= 1000, got 0",
+    ),
+    (eks(nodeGroups=[GROUP, GROUP]), "flstack:target.eks.nodeGroups: node group name 'general' is used twice"),
+    (
+        eks(nodeGroups=[{"name": "Big_Nodes"}]),
+        "flstack:target.eks.nodeGroups[0].name: expected a DNS-1123 label",
+    ),
+    (
+        eks(nodeGroups=[{"name": "g", "taints": ["fltk.node=normal"]}]),
+        "flstack:target.eks.nodeGroups[0].taints[0]: expected a taint such as fltk.node=normal:NoSchedule",
+    ),
+    (
+        eks(nodeGroups=[{"name": "g", "taints": ["fltk.node=normal:NoSchedule"]}]),
+        "flstack:target.eks.nodeGroups: every group is tainted: CoreDNS and the CSI controllers need one",
+    ),
+    (
+        eks(nodeGroups=[GROUP, {"name": "gpu", "gpu": True, "instanceTypes": ["m6i.large"]}]),
+        "flstack:target.eks.nodeGroups[1].instanceTypes: gpu is true but ['m6i.large'] have no NVIDIA GPU",
+    ),
+    (
+        eks(nodeGroups=[{"name": "mixed", "instanceTypes": ["m6i.large", "m7g.large"]}]),
+        "flstack:target.eks.nodeGroups[0].instanceTypes: mixes x86_64 and arm64 (Graviton) types",
+    ),
+    (
+        eks(nodeGroups=[{"name": "g", "instanceTypes": ["large"]}]),
+        "flstack:target.eks.nodeGroups[0].instanceTypes[0]: expected an EC2 instance type such as m6i.large",
+    ),
+    (
+        eks(nodeGroups=[{"name": "g", "minSzie": 1}]),
+        "flstack:target.eks.nodeGroups[0].minSzie: unknown key; did you mean 'minSize'?",
+    ),
+    ({"kind": "eks", "minikube": {}}, "flstack:target.minikube: settings for 'minikube' given but kind is 'eks'"),
+]
+
+
+@pytest.mark.parametrize(("target", "expected"), BAD, ids=[line.split(": ")[0].split(":")[1] for _, line in BAD])
+def test_bad_eks_settings_name_the_full_key(target: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse({"target": target})
+    assert expected in str(err.value)
+
+
+def test_the_helper_config_is_valid() -> None:
+    """The base of every row above: each row fails because of its one change."""
+    settings = parse({"target": EKS}).target.settings
+    assert settings.region == "eu-central-1"
+    assert [g.name for g in settings.node_groups] == ["general"]
+    assert settings.kubernetes_version == "1.34"
