@@ -317,13 +317,7 @@ class FlowerFederation(pulumi.ComponentResource):
                 "selector": {"matchLabels": _selector(labels)},
                 "template": {
                     "metadata": {"labels": labels},
-                    "spec": {
-                        "serviceAccountName": "flower",
-                        "automountServiceAccountToken": False,
-                        "securityContext": kube.pod_security(UID),
-                        "containers": [container],
-                        "volumes": volumes,
-                    },
+                    "spec": _pod([container], volumes),
                 },
             },
         }
@@ -425,13 +419,7 @@ class FlowerFederation(pulumi.ComponentResource):
         ]
         if s.isolation == "process":
             containers.append(self._superexec_container("127.0.0.1:9094", insecure=True))
-        pod: dict[str, Any] = {
-            "serviceAccountName": "flower",
-            "automountServiceAccountToken": False,
-            "securityContext": kube.pod_security(UID),
-            "containers": containers,
-            "volumes": volumes,
-        }
+        pod = _pod(containers, volumes)
         if group.node_selector:
             pod["nodeSelector"] = group.node_selector
         if group.tolerations:
@@ -491,13 +479,7 @@ class FlowerFederation(pulumi.ComponentResource):
                 "selector": {"matchLabels": _selector(labels)},
                 "template": {
                     "metadata": {"labels": labels},
-                    "spec": {
-                        "serviceAccountName": "flower",
-                        "automountServiceAccountToken": False,
-                        "securityContext": kube.pod_security(UID),
-                        "containers": [self._superexec_container(self.address, insecure=s.insecure)],
-                        "volumes": volumes,
-                    },
+                    "spec": _pod([self._superexec_container(self.address, insecure=s.insecure)], volumes),
                 },
             },
         }
@@ -525,7 +507,14 @@ class FlowerFederation(pulumi.ComponentResource):
         if not s.insecure:
             mounts.append({"name": "ca", "mountPath": CA_DIR, "readOnly": True})
             volumes.append({"name": "ca", "configMap": {"name": "flower-ca"}})
-        config = self._cli_config("cluster", f"{CA_DIR}/ca.crt")
+        register = {
+            "name": "register",
+            "image": image("superlink", s.version),
+            "command": ["python3", "-c", script, self._cli_config("cluster", f"{CA_DIR}/ca.crt")],
+            "env": HOME_ENV,
+            "volumeMounts": mounts,
+            "securityContext": kube.container_security(),
+        }
         return {
             "apiVersion": "batch/v1",
             "kind": "Job",
@@ -536,20 +525,7 @@ class FlowerFederation(pulumi.ComponentResource):
                     "metadata": {"labels": labels},
                     "spec": {
                         "restartPolicy": "OnFailure",
-                        "serviceAccountName": "flower",
-                        "automountServiceAccountToken": False,
-                        "securityContext": kube.pod_security(UID),
-                        "containers": [
-                            {
-                                "name": "register",
-                                "image": image("superlink", s.version),
-                                "command": ["python3", "-c", script, config],
-                                "env": HOME_ENV,
-                                "volumeMounts": mounts,
-                                "securityContext": kube.container_security(),
-                            }
-                        ],
-                        "volumes": volumes,
+                        **_pod([register], volumes),
                     },
                 },
             },
@@ -564,6 +540,17 @@ class FlowerFederation(pulumi.ComponentResource):
         """A `config.toml` for `flwr run APP NAME`. flwr wants an absolute CA path, which only the user knows."""
         header = "# $FLWR_HOME/config.toml: save the caCertificate output and put its absolute path for @CA_FILE@\n"
         return header + self._cli_config(name, CA_FILE_PLACEHOLDER, address)
+
+
+def _pod(containers: list[dict[str, Any]], volumes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every Flower pod: its own service account without an API token, non-root as the images' `app` user."""
+    return {
+        "serviceAccountName": "flower",
+        "automountServiceAccountToken": False,  # Flower never talks to the Kubernetes API
+        "securityContext": kube.pod_security(UID),
+        "containers": containers,
+        "volumes": volumes,
+    }
 
 
 def _selector(labels: dict[str, str]) -> dict[str, str]:
