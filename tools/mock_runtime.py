@@ -36,6 +36,12 @@ def _pem(args: mocks.MockResourceArgs, kind: str) -> str:
     return f"-----BEGIN {kind}-----\nmock-{args.name}\n-----END {kind}-----\n"
 
 
+def _nvflare_kits(args: mocks.MockResourceArgs) -> dict[str, Any]:
+    from components.federations import nvflare_kits
+
+    return nvflare_kits.placeholder_outputs(plain(args.inputs, reveal=True))
+
+
 DEFAULT_SYNTHESIZERS: dict[str, Synthesizer] = {
     "tls:index/privateKey:PrivateKey": lambda a: {
         "privateKeyPem": _pem(a, "PRIVATE KEY"),
@@ -47,6 +53,8 @@ DEFAULT_SYNTHESIZERS: dict[str, Synthesizer] = {
     "tls:index/locallySignedCert:LocallySignedCert": lambda a: {"certPem": _pem(a, "CERTIFICATE")},
     "tls:index/certRequest:CertRequest": lambda a: {"certRequestPem": _pem(a, "CERTIFICATE REQUEST")},
     "command:local:Command": lambda a: {"stdout": _placeholder(a, "stdout"), "stderr": ""},
+    # Dynamic resources appear with their own type token; nvflare kits are never provisioned offline.
+    "pulumi-python:dynamic/flstack:NvflareKits": _nvflare_kits,
 }
 
 
