@@ -247,6 +247,7 @@ class NvflareFederation(pulumi.ComponentResource):
             "adminStart": f"kubectl -n {ns} scale deploy/{ADMIN} --replicas=1 && "
             f"kubectl -n {ns} rollout status deploy/{ADMIN}",
             "adminConsole": f"{admin_exec} python3 {' '.join(admin_console_args())}",
+            "adminUser": s.admin,  # the console asks for it: the name in the admin kit's certificate
             "systemStatus": f"{admin_exec} python3 -m nvflare.cli system status --startup-kit {ADMIN_WORKSPACE}",
             "adminStop": f"kubectl -n {ns} scale deploy/{ADMIN} --replicas=0",
         }
@@ -472,12 +473,19 @@ class NvflareFederation(pulumi.ComponentResource):
             "volumeMounts": [
                 {"name": "workspace", "mountPath": ADMIN_WORKSPACE},
                 *_kit_mounts(ADMIN_WORKSPACE),
+                # The console refuses to start without its upload/download folder (fed_admin.json: transfer).
+                {"name": "transfer", "mountPath": f"{ADMIN_WORKSPACE}/transfer"},
                 *SCRATCH_MOUNTS,
             ],
             "resources": Resources(cpu="100m", memory="256Mi").manifest(),
             "securityContext": kube.container_security(),
         }
-        volumes = [{"name": "workspace", "emptyDir": {}}, *_kit_volumes(ADMIN), *SCRATCH_VOLUMES]
+        volumes = [
+            {"name": "workspace", "emptyDir": {}},
+            *_kit_volumes(ADMIN),
+            {"name": "transfer", "emptyDir": {}},
+            *SCRATCH_VOLUMES,
+        ]
         pod = self._pod([container], volumes, launcher=False)
         return self._deployment(ns, ADMIN, self._labels("admin"), pod, replicas=0)
 
