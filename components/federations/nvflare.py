@@ -248,7 +248,8 @@ class NvflareFederation(pulumi.ComponentResource):
             f"kubectl -n {ns} rollout status deploy/{ADMIN}",
             "adminConsole": f"{admin_exec} python3 {' '.join(admin_console_args())}",
             "adminUser": s.admin,  # the console asks for it: the name in the admin kit's certificate
-            "systemStatus": f"{admin_exec} python3 -m nvflare.cli system status --startup-kit {ADMIN_WORKSPACE}",
+            "systemStatus": f"kubectl -n {ns} exec deploy/{ADMIN} -- python3 -m nvflare.cli system status "
+            f"--startup-kit {ADMIN_WORKSPACE}",
             "adminStop": f"kubectl -n {ns} scale deploy/{ADMIN} --replicas=0",
         }
         self.register_outputs(self.outputs)

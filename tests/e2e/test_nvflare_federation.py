@@ -76,9 +76,9 @@ def test_the_rendered_server_and_sites_register_with_the_admin_console(tmp_path:
         _wait_for_listener(int(port), processes)
         for site in sites:
             processes.start(pods[site])
-        table = _wait_for_sites(outputs, pods["nvflare-admin"], python, sites, processes)
-        for site in sites:
-            assert re.search(rf"\|\s*{site}\s*\|", table), table
+        _wait_for_sites(outputs, pods["nvflare-admin"], python, sites, processes)
+        status = _run_in_pod(outputs["systemStatus"], pods["nvflare-admin"], python)
+        assert status.returncode == 0 and all(site in status.stdout for site in sites), status.stdout + status.stderr
     finally:
         processes.stop_all()
     assert all(process.poll() is not None for _, process, _ in processes.running)
@@ -115,32 +115,39 @@ def _wait_for_sites(
     outputs: dict[str, Any], admin: LocalPod, python: Path, sites: list[str], processes: Processes
 ) -> str:
     """Runs the stack output's admin console in the admin pod until `check_status client` lists every site."""
-    command = shlex.split(outputs["adminConsole"])
-    command = command[command.index("--") + 1 :]  # what `kubectl exec` runs in the admin pod
-    assert command[0] == "python3"
-    argv = [str(python), *(admin.translate(arg) for arg in command[1:])]
-    session = f"{outputs['adminUser']}\ncheck_status client\nbye\n"
+    session = f"{outputs['adminUser']}\ncheck_status client\nbye\n"  # the console asks for the user name first
     deadline = time.monotonic() + REGISTRATION_SECONDS
     output = ""
     while time.monotonic() < deadline:
         processes.check_alive()
-        console = subprocess.run(
-            argv,
-            cwd=admin.cwd,
-            env=admin.env,
-            input=session,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            start_new_session=True,
-            check=False,
-        )
+        console = _run_in_pod(outputs["adminConsole"], admin, python, stdin=session)
         output = console.stdout + console.stderr
         if all(re.search(rf"\|\s*{site}\s*\|", output) for site in sites):
             return output
         time.sleep(1)
     logs = "\n".join(f"--- {name}\n{processes.tail(name)}" for name in ("nvflare-server", *sites))
     raise AssertionError(f"not every site registered in {REGISTRATION_SECONDS}s; console said:\n{output}\n{logs}")
+
+
+def _run_in_pod(
+    kubectl_exec: str, pod: LocalPod, python: Path, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """A `kubectl exec ... -- python3 ...` stack output, run in the local pod."""
+    command = shlex.split(kubectl_exec)
+    command = command[command.index("--") + 1 :]  # what runs in the pod
+    assert command[0] == "python3"
+    argv = [str(python), *(pod.translate(arg) for arg in command[1:])]
+    return subprocess.run(
+        argv,
+        cwd=pod.cwd,
+        env=pod.env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        start_new_session=True,
+        check=False,
+    )
 
 
 def _kit_files(pod: LocalPod) -> dict[str, str]:
