@@ -37,6 +37,12 @@ def _pem(args: mocks.MockResourceArgs, kind: str) -> str:
     return f"-----BEGIN {kind}-----\nmock-{args.name}\n-----END {kind}-----\n"
 
 
+def _nvflare_kits(args: mocks.MockResourceArgs) -> dict[str, Any]:
+    from components.federations import nvflare_kits
+
+    return nvflare_kits.placeholder_outputs(plain(args.inputs, reveal=True))
+
+
 DEFAULT_SYNTHESIZERS: dict[str, Synthesizer] = {
     "tls:index/privateKey:PrivateKey": lambda a: {
         "privateKeyPem": _pem(a, "PRIVATE KEY"),
@@ -65,6 +71,8 @@ DEFAULT_SYNTHESIZERS: dict[str, Synthesizer] = {
     "aws:efs/fileSystem:FileSystem": lambda a: {
         "arn": f"arn:aws:elasticfilesystem:mock:{MOCK_ACCOUNT}:file-system/{a.name}"
     },
+    # Dynamic resources appear with their own type token; nvflare kits are never provisioned offline.
+    "pulumi-python:dynamic/flstack:NvflareKits": _nvflare_kits,
 }
 
 # Invokes (data sources) the program makes, answered the same way every time.

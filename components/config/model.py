@@ -82,6 +82,19 @@ class FederationConfig:
     def home_namespace(self) -> str:
         return self.namespace or self.name
 
+    def party_namespaces(self) -> list[tuple[str, str]]:
+        """(settings key, namespace) for every namespace a per-party framework adds to its home namespace."""
+        of = getattr(self.settings, "party_namespaces", None)
+        return list(of(self.home_namespace)) if callable(of) else []
+
+    def check(self) -> Iterator[tuple[str, str]]:
+        for key, ns in self.party_namespaces():
+            if len(ns) > 63:
+                yield (
+                    f"{self.framework}.{key}",
+                    f"its namespace {ns!r} is longer than 63 characters: shorten it or the federation's namespace",
+                )
+
 
 @dataclass(frozen=True)
 class StackConfig:
@@ -103,13 +116,15 @@ class StackConfig:
             if fed.name in seen_names:
                 yield f"federations[{i}].name", f"{fed.name!r} is already used by federations[{seen_names[fed.name]}]"
             seen_names.setdefault(fed.name, i)
-            ns = fed.home_namespace
-            if ns in seen_namespaces:
-                yield (
-                    f"federations[{i}].namespace",
-                    f"{ns!r} is already used by federations[{seen_namespaces[ns]}]; each federation needs its own",
-                )
-            seen_namespaces.setdefault(ns, i)
+            owned = [("namespace", fed.home_namespace)]
+            owned += [(f"{fed.framework}.{key}", ns) for key, ns in fed.party_namespaces()]
+            for key, ns in owned:
+                if ns in seen_namespaces:
+                    yield (
+                        f"federations[{i}].{key}",
+                        f"{ns!r} is already used by federations[{seen_namespaces[ns]}]; each federation needs its own",
+                    )
+                seen_namespaces.setdefault(ns, i)
 
 
 # Building blocks that several frameworks' settings share.

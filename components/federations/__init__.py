@@ -16,7 +16,7 @@ import pulumi_tls as tls
 from components.config import FederationConfig
 from components.storage import Storage
 
-from . import flower
+from . import flower, nvflare
 
 
 @dataclass(frozen=True)
@@ -38,10 +38,12 @@ class Federation(Protocol):
 
 SETTINGS: dict[str, type] = {
     "flower": flower.FlowerSettings,
+    "nvflare": nvflare.NvflareSettings,
 }
 
 _COMPONENTS: dict[str, Any] = {
     "flower": flower.FlowerFederation,
+    "nvflare": nvflare.NvflareFederation,
 }
 
 

@@ -1,0 +1,589 @@
+"""NVIDIA FLARE: one server, one Deployment per site (each in its own namespace by default), an admin pod.
+
+Startup kits come from nvflare's own provisioning (`nvflare_kits`), made once and kept in the stack
+state: a pod gets its kit's startup/ from a Secret and local/ from a ConfigMap, mounted into its
+workspace exactly where nvflare looks for them. Sites dial the server's Service FQDN over mTLS on
+one port; NetworkPolicies let only this federation's sites (and its admin pod) reach it.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pulumi
+
+from components import kube
+from components.config import FederationConfig
+from components.config.model import CIDR, CIDR_HELP, QUANTITY, QUANTITY_HELP, Exposure, Resources
+from components.config.schema import rule
+
+from . import nvflare_kits
+
+# A site name is a pod label, object names and (with the Kubernetes job launcher) a Service name.
+SITE_NAME = r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?"
+SITE_NAME_HELP = "a DNS-1035 label (lowercase letters, digits and '-', starting with a letter, at most 63 characters)"
+ORG = r"[A-Za-z0-9_]+"  # nvflare's own rule for org names
+ADMIN_EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"  # nvflare admins are named by email
+HOST_NAME = r"(([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9\-]*[a-zA-Z0-9])\.)*([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9\-]*[A-Za-z0-9])"
+IMAGE_REPOSITORY = r"[a-z0-9]+([._/-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*"
+
+# The image runs as root; we run as an unprivileged UID owning nothing in it: all writes go to volumes.
+UID = 10001
+FL_PORT = 8002  # since 2.7 one port for FL and admin connections
+PARENT_PORT = 8102  # job pods dial their parent process here (Kubernetes job launcher only)
+SERVER = "nvflare-server"  # Deployment and Service name; its FQDN is the server's identity
+ADMIN = "nvflare-admin"
+WORKSPACE = "/var/tmp/nvflare/workspace"  # nvflare's own Kubernetes convention
+ADMIN_WORKSPACE = "/var/tmp/nvflare/admin"
+HOME = "/home/nvflare"
+SERVER_MODULE = "nvflare.private.fed.app.server.server_train"
+CLIENT_MODULE = "nvflare.private.fed.app.client.client_train"
+ADMIN_MODULE = "nvflare.fuel.hci.tools.admin"
+SITE_LABEL = "flstack.dev/nvflare-site"
+# On every site namespace: the server's NetworkPolicy admits site pods from namespaces carrying it.
+SITES_OF_LABEL = "flstack.dev/nvflare-sites-of"
+RESERVED_SITE_NAMES = (SERVER, ADMIN)
+# Kubernetes job launcher rights, from the API calls in nvflare 2.9's k8s_launcher.py: pods are created,
+# read and deleted; events listed (pending-pod diagnostics); per-job Secrets created, replaced, patched
+# (owner reference) and deleted. nvflare's Helm chart also grants pods list/watch, events get/watch and
+# secrets get, which the launcher never calls.
+LAUNCHER_RULES = [
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "delete", "get"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "delete", "patch", "update"]},
+]
+
+
+@dataclass(frozen=True)
+class NvflareSettings:
+    version: str = rule("2.9.0", pattern=r"[0-9]+\.[0-9]+\.[0-9]+", pattern_help="an NVFlare release such as 2.9.0")
+    image: str = rule("nvflare/nvflare", pattern=IMAGE_REPOSITORY, pattern_help="an image repository (no tag)")
+    sites: list[str] = rule(default_factory=list, pattern=SITE_NAME, pattern_help=SITE_NAME_HELP)
+    org: str = rule("flstack", pattern=ORG, pattern_help="letters, digits and '_' (nvflare's rule for orgs)")
+    admin: str = rule("admin@flstack.dev", pattern=ADMIN_EMAIL, pattern_help="an email address (nvflare's admin names)")
+    # separate: `<namespace>-<site>` per site, so one party's pods, Secrets and PVCs never share a namespace.
+    site_namespaces: Literal["separate", "shared"] = "separate"
+    # process: jobs run inside the server and site pods (no Kubernetes API access); kubernetes: nvflare's
+    # K8s job launcher starts a pod per job (needs the API: ServiceAccount token and a Role).
+    job_launcher: Literal["process", "kubernetes"] = "process"
+    workspace_size: str = rule("2Gi", pattern=QUANTITY, pattern_help=QUANTITY_HELP)
+    server_resources: Resources = field(default_factory=lambda: Resources(cpu="500m", memory="1Gi"))
+    site_resources: Resources = field(default_factory=lambda: Resources(cpu="500m", memory="1Gi"))
+    exposure: Exposure = field(default_factory=Exposure)
+    # Site or admin networks outside the cluster that may reach the server (with exposure).
+    allowed_cidrs: list[str] = rule(default_factory=list, pattern=CIDR, pattern_help=CIDR_HELP)
+    # Raise it to start over with a new root CA: every kit is re-issued (e.g. to cut off a removed site,
+    # as nvflare has no certificate revocation).
+    ca_generation: int = rule(1, min=1, max=1000)
+
+    def check(self) -> Iterator[tuple[str, str]]:
+        if not self.sites:
+            yield "sites", "required: list at least one site, e.g. [site-1, site-2]"
+        first: dict[str, int] = {}
+        for i, site in enumerate(self.sites):
+            if site is None:
+                continue
+            if site in first:
+                yield f"sites[{i}]", f"{site!r} is already sites[{first[site]}]: site names must be unique"
+            first.setdefault(site, i)
+            if site in RESERVED_SITE_NAMES:
+                yield f"sites[{i}]", f"{site!r} is the name of the server's or admin's objects: pick another"
+        for i, host in enumerate(self.exposure.hostnames):
+            if not re.fullmatch(HOST_NAME, host):
+                yield (
+                    f"exposure.hostnames[{i}]",
+                    f"expected a DNS name or IPv4 address (it goes into the server certificate), got {host!r}",
+                )
+        installed = _installed_nvflare()
+        if installed != self.version:
+            yield (
+                "version",
+                f"kits are provisioned by the nvflare package of the Pulumi program ({installed or 'not installed'}); "
+                f"to deploy {self.version}, pin nvflare=={self.version} in requirements.txt",
+            )
+
+    def site_namespace(self, site: str, home: str) -> str:
+        return f"{home}-{site}" if self.site_namespaces == "separate" else home
+
+    def party_namespaces(self, home: str) -> list[tuple[str, str]]:
+        if self.site_namespaces == "shared":
+            return []
+        return [(f"sites[{i}]", self.site_namespace(site, home)) for i, site in enumerate(self.sites)]
+
+    def image_ref(self) -> str:
+        return f"{self.image}:{self.version}"
+
+
+def _installed_nvflare() -> str | None:
+    try:
+        return importlib.metadata.version("nvflare")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def server_args(org: str) -> list[str]:
+    return [
+        *_module(SERVER_MODULE, "fed_server.json"),
+        "--set",
+        "secure_train=true",
+        f"org={org}",
+        "config_folder=config",
+    ]
+
+
+def site_args(site: str, org: str) -> list[str]:
+    sets = ["secure_train=true", f"uid={site}", f"org={org}", "config_folder=config"]
+    return [*_module(CLIENT_MODULE, "fed_client.json"), "--set", *sets]
+
+
+def admin_console_args() -> list[str]:
+    return ["-m", ADMIN_MODULE, "-m", ADMIN_WORKSPACE, "-s", "fed_admin.json"]
+
+
+def _module(module: str, config: str) -> list[str]:
+    return ["-u", "-m", module, "-m", WORKSPACE, "-s", config]
+
+
+def _env(*pairs: tuple[str, str]) -> list[dict[str, Any]]:
+    return [{"name": k, "value": v} for k, v in pairs]
+
+
+HOME_ENV = _env(("HOME", HOME))
+SCRATCH_MOUNTS: list[dict[str, Any]] = [{"name": "home", "mountPath": HOME}, {"name": "tmp", "mountPath": "/tmp"}]
+SCRATCH_VOLUMES: list[dict[str, Any]] = [{"name": "home", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
+
+
+def _kit_mounts(workspace: str) -> list[dict[str, Any]]:
+    """startup/ and local/ mounted straight into the workspace: nvflare finds its files by walking it."""
+    return [
+        {"name": "startup", "mountPath": f"{workspace}/startup", "readOnly": True},
+        {"name": "local", "mountPath": f"{workspace}/local", "readOnly": True},
+    ]
+
+
+def _kit_volumes(prefix: str) -> list[dict[str, Any]]:
+    return [
+        {"name": "startup", "secret": {"secretName": f"{prefix}-startup", "defaultMode": 0o440}},
+        {"name": "local", "configMap": {"name": f"{prefix}-local"}},
+    ]
+
+
+class NvflareFederation(pulumi.ComponentResource):
+    def __init__(
+        self,
+        name: str,
+        federation: FederationConfig,
+        platform: Any,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("flstack:federations:Nvflare", name, None, opts)
+        s: NvflareSettings = federation.settings
+        self.name = name
+        self.settings = s
+        self._platform = platform
+        ns = federation.home_namespace
+        self.namespace = ns
+        self.kubernetes_launcher = s.job_launcher == "kubernetes"
+        dns_names = kube.service_dns_names(SERVER, ns)
+        self.server_fqdn = dns_names[-1]
+        site_ns = {site: s.site_namespace(site, ns) for site in s.sites}
+        self.site_namespaces = site_ns
+
+        # The Python dynamic-provider plugin, named explicitly: default providers are disabled for every package.
+        dynamic_provider = pulumi.ProviderResource(
+            "pulumi-python", f"{name}-dynamic", {}, pulumi.ResourceOptions(parent=self)
+        )
+        kits = nvflare_kits.NvflareKits(
+            f"{name}-kits",
+            self._kit_inputs(ns, dns_names, site_ns),
+            pulumi.ResourceOptions(parent=self, provider=dynamic_provider),
+        )
+        # Private keys: secret whatever the engine does with additional_secret_outputs.
+        startup: pulumi.Output[dict[str, Any]] = kits.startup_kits.apply(pulumi.Output.secret)
+
+        namespaces = {ns: kube.apply(kube.namespace(ns), platform.opts(self))}
+        for site_namespace in sorted(set(site_ns.values()) - {ns}):
+            manifest = kube.namespace(site_namespace, {SITES_OF_LABEL: name})
+            namespaces[site_namespace] = kube.apply(manifest, platform.opts(self))
+        for namespace, resource in namespaces.items():
+            in_ns = platform.opts(self, depends_on=[resource])
+            kube.apply(kube.deny_ingress(namespace), in_ns)
+            for account in self._service_accounts(namespace, home=ns):
+                kube.apply(account, in_ns)
+            if self.kubernetes_launcher:  # every namespace runs a parent that launches job pods
+                kube.apply(self._launcher_role(namespace), in_ns)
+                kube.apply(self._launcher_binding(namespace), in_ns)
+
+        home = platform.opts(self, depends_on=[namespaces[ns]])
+        self._kit(ns, SERVER, _part(startup, "server"), _part(kits.local_config, "server"), home)
+        workspace = kube.apply(self._workspace_claim(ns, SERVER, "server"), self._retained(namespaces[ns]))
+        kube.apply(self._server(ns), platform.opts(self, depends_on=[workspace]))
+        kube.apply(self._server_service(ns), home)
+        kube.apply(self._server_policy(ns), home)
+        self._kit(ns, ADMIN, _part(startup, "admin"), _part(kits.local_config, "admin"), home)
+        kube.apply(self._admin(ns), home)
+
+        for site, namespace in site_ns.items():
+            in_ns = platform.opts(self, depends_on=[namespaces[namespace]])
+            self._kit(namespace, site, _part(startup, "sites", site), _part(kits.local_config, "sites", site), in_ns)
+            claim = kube.apply(self._workspace_claim(namespace, site, "site"), self._retained(namespaces[namespace]))
+            kube.apply(self._site(namespace, site), platform.opts(self, depends_on=[claim]))
+            if self.kubernetes_launcher:
+                kube.apply(self._site_service(namespace, site), in_ns)
+                kube.apply(self._site_policy(namespace, site), in_ns)
+
+        admin_exec = f"kubectl -n {ns} exec -it deploy/{ADMIN} --"
+        self.outputs: dict[str, Any] = {
+            "namespace": ns,
+            "serverAddress": f"{self.server_fqdn}:{FL_PORT}",
+            "sites": {site: site_ns[site] for site in s.sites},
+            "jobLauncher": s.job_launcher,
+            "rootCa": kits.root_ca,
+            # The admin kit is the project admin's credential: its pod only runs while someone uses it.
+            "adminStart": f"kubectl -n {ns} scale deploy/{ADMIN} --replicas=1 && "
+            f"kubectl -n {ns} rollout status deploy/{ADMIN}",
+            "adminConsole": f"{admin_exec} python3 {' '.join(admin_console_args())}",
+            "adminUser": s.admin,  # the console asks for it: the name in the admin kit's certificate
+            "systemStatus": f"kubectl -n {ns} exec deploy/{ADMIN} -- python3 -m nvflare.cli system status "
+            f"--startup-kit {ADMIN_WORKSPACE}",
+            "adminStop": f"kubectl -n {ns} scale deploy/{ADMIN} --replicas=0",
+        }
+        self.register_outputs(self.outputs)
+
+    # --- provisioning --------------------------------------------------------------------------
+
+    def _kit_inputs(self, ns: str, dns_names: list[str], site_ns: dict[str, str]) -> dict[str, Any]:
+        s = self.settings
+        launcher: dict[str, Any] = {"kind": s.job_launcher}
+        if self.kubernetes_launcher:
+            launcher |= {
+                "serverNamespace": ns,
+                "siteNamespaces": site_ns,
+                "serverService": SERVER,
+                "image": s.image_ref(),
+                "parentPort": PARENT_PORT,
+                "jobPodSecurityContext": kube.pod_security(UID),
+                "studyRuntime": self._study_runtime(),
+            }
+        return {
+            "project": self.name,
+            "version": s.version,
+            "org": s.org,
+            "server": self.server_fqdn,  # what sites dial: the server's identity and first certificate SAN
+            "hostNames": list(dict.fromkeys([*dns_names[:-1], *s.exposure.hostnames])),
+            "flPort": FL_PORT,
+            "sites": list(s.sites),
+            "admin": s.admin,
+            "workspace": WORKSPACE,
+            "jobLauncher": launcher,
+            "caGeneration": s.ca_generation,
+        }
+
+    def _study_runtime(self) -> dict[str, Any]:
+        """nvflare's local/study_runtime.yaml: job pods of the default study pass the `restricted` standard."""
+        pod_template = {
+            "metadata": {"labels": self._labels("job")},
+            "spec": {
+                "automountServiceAccountToken": False,
+                # User training code writes caches anywhere: job pods keep a writable root filesystem.
+                "containers": [
+                    {"name": "nvflare_job", "securityContext": kube.container_security(read_only_root=False)}
+                ],
+            },
+        }
+        return {
+            "format_version": 2,
+            "studies": {"default": {"container": {"image": self.settings.image_ref()}, "pod_template": pod_template}},
+        }
+
+    # --- objects -------------------------------------------------------------------------------
+
+    def _labels(self, component: str, site: str | None = None) -> dict[str, str]:
+        labels = kube.labels("nvflare", component, self.name)
+        if site:
+            labels[SITE_LABEL] = site
+        return labels
+
+    def _retained(self, namespace: pulumi.Resource) -> pulumi.ResourceOptions:
+        # Workspaces (job results, server job store) outlive pods, replacements and `pulumi destroy`.
+        opts: pulumi.ResourceOptions = self._platform.opts(self, depends_on=[namespace], retain_on_delete=True)
+        return opts
+
+    def _service_accounts(self, namespace: str, home: str) -> list[dict[str, Any]]:
+        accounts = []
+        if namespace == home or not self.kubernetes_launcher:
+            # Admin pod (and every pod with the process launcher): no Kubernetes API access at all.
+            accounts.append(self._service_account(namespace, "nvflare", automount=False))
+        if self.kubernetes_launcher:
+            accounts.append(self._service_account(namespace, "nvflare-launcher", automount=True))
+        return accounts
+
+    def _service_account(self, ns: str, name: str, automount: bool) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": name, "namespace": ns, "labels": kube.labels("nvflare", "identity", self.name)},
+            "automountServiceAccountToken": automount,
+        }
+
+    def _launcher_role(self, ns: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "nvflare-job-launcher", "namespace": ns, "labels": self._labels("identity")},
+            "rules": LAUNCHER_RULES,
+        }
+
+    def _launcher_binding(self, ns: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "nvflare-job-launcher", "namespace": ns, "labels": self._labels("identity")},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "nvflare-job-launcher"},
+            "subjects": [{"kind": "ServiceAccount", "name": "nvflare-launcher", "namespace": ns}],
+        }
+
+    def _kit(
+        self,
+        ns: str,
+        prefix: str,
+        startup: pulumi.Output[dict[str, str]],
+        local: pulumi.Output[dict[str, str]],
+        opts: pulumi.ResourceOptions,
+    ) -> None:
+        kube.apply(self._kit_secret(ns, prefix, startup), opts)
+        kube.apply(self._kit_config(ns, prefix, local), opts)
+
+    def _kit_secret(self, ns: str, prefix: str, files: pulumi.Input[dict[str, str]]) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": f"{prefix}-startup", "namespace": ns, "labels": self._labels("kit")},
+            "type": "Opaque",
+            "stringData": files,
+        }
+
+    def _kit_config(self, ns: str, prefix: str, files: pulumi.Input[dict[str, str]]) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": f"{prefix}-local", "namespace": ns, "labels": self._labels("kit")},
+            "data": files,
+        }
+
+    def _workspace_claim(self, ns: str, prefix: str, component: str) -> dict[str, Any]:
+        spec: dict[str, Any] = {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": self.settings.workspace_size}},
+        }
+        if self._platform.storage.data_class:
+            spec["storageClassName"] = self._platform.storage.data_class
+        return {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": f"{prefix}-workspace", "namespace": ns, "labels": self._labels(component)},
+            "spec": spec,
+        }
+
+    def _pod(self, containers: list[dict[str, Any]], volumes: list[dict[str, Any]], launcher: bool) -> dict[str, Any]:
+        return {
+            "serviceAccountName": "nvflare-launcher" if launcher else "nvflare",
+            # Only the job launcher talks to the Kubernetes API.
+            "automountServiceAccountToken": launcher,
+            "securityContext": kube.pod_security(UID),
+            "containers": containers,
+            "volumes": volumes,
+        }
+
+    def _deployment(
+        self, ns: str, name: str, labels: dict[str, str], pod: dict[str, Any], replicas: int = 1
+    ) -> dict[str, Any]:
+        return {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": ns, "labels": labels},
+            "spec": {
+                "replicas": replicas,
+                # One process per workspace (ReadWriteOnce volume): never two at once, even during a rollout.
+                "strategy": {"type": "Recreate"},
+                "selector": {"matchLabels": _selector(labels)},
+                "template": {"metadata": {"labels": labels}, "spec": pod},
+            },
+        }
+
+    def _fl_container(self, name: str, args: list[str], resources: Resources) -> dict[str, Any]:
+        return {
+            "name": name,
+            "image": self.settings.image_ref(),
+            # The 2.9 images have no shell: run the module nvflare's start scripts would run.
+            "command": ["python3"],
+            "args": args,
+            "workingDir": WORKSPACE,
+            "env": HOME_ENV,
+            "volumeMounts": [{"name": "workspace", "mountPath": WORKSPACE}, *_kit_mounts(WORKSPACE), *SCRATCH_MOUNTS],
+            "resources": resources.manifest(),
+            "securityContext": kube.container_security(),
+        }
+
+    def _server(self, ns: str) -> dict[str, Any]:
+        s = self.settings
+        container = self._fl_container("server", server_args(s.org), s.server_resources)
+        container["ports"] = [{"name": "fl", "containerPort": FL_PORT, "protocol": "TCP"}]
+        if self.kubernetes_launcher:
+            container["ports"].append({"name": "parent", "containerPort": PARENT_PORT, "protocol": "TCP"})
+        # mTLS on the FL port: an HTTP or gRPC probe has no client certificate, a TCP connect proves the listener.
+        container["startupProbe"] = _tcp_probe(period=5, failures=24)
+        container["readinessProbe"] = _tcp_probe(period=10, failures=3)
+        container["livenessProbe"] = _tcp_probe(period=20, failures=3)
+        volumes = [
+            {"name": "workspace", "persistentVolumeClaim": {"claimName": f"{SERVER}-workspace"}},
+            *_kit_volumes(SERVER),
+            *SCRATCH_VOLUMES,
+        ]
+        pod = self._pod([container], volumes, self.kubernetes_launcher)
+        return self._deployment(ns, SERVER, self._labels("server"), pod)
+
+    def _site(self, ns: str, site: str) -> dict[str, Any]:
+        s = self.settings
+        # No probes: a site listens on nothing (it dials the server); if the process exits the pod restarts,
+        # and the admin's `check_status client` shows whether it is registered.
+        container = self._fl_container("site", site_args(site, s.org), s.site_resources)
+        if self.kubernetes_launcher:
+            container["ports"] = [{"name": "parent", "containerPort": PARENT_PORT, "protocol": "TCP"}]
+        volumes = [
+            {"name": "workspace", "persistentVolumeClaim": {"claimName": f"{site}-workspace"}},
+            *_kit_volumes(site),
+            *SCRATCH_VOLUMES,
+        ]
+        pod = self._pod([container], volumes, self.kubernetes_launcher)
+        return self._deployment(ns, site, self._labels("site", site), pod)
+
+    def _admin(self, ns: str) -> dict[str, Any]:
+        """The admin console's home: scaled to zero, started with the `adminStart` output when needed."""
+        idle = "import signal, sys; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); signal.pause()"
+        container = {
+            "name": "admin",
+            "image": self.settings.image_ref(),
+            "command": ["python3", "-c", idle],  # PID 1 waits; people `kubectl exec` the console into it
+            "workingDir": ADMIN_WORKSPACE,
+            "env": HOME_ENV,
+            "volumeMounts": [
+                {"name": "workspace", "mountPath": ADMIN_WORKSPACE},
+                *_kit_mounts(ADMIN_WORKSPACE),
+                # The console refuses to start without its upload/download folder (fed_admin.json: transfer).
+                {"name": "transfer", "mountPath": f"{ADMIN_WORKSPACE}/transfer"},
+                *SCRATCH_MOUNTS,
+            ],
+            "resources": Resources(cpu="100m", memory="256Mi").manifest(),
+            "securityContext": kube.container_security(),
+        }
+        volumes = [
+            {"name": "workspace", "emptyDir": {}},
+            *_kit_volumes(ADMIN),
+            {"name": "transfer", "emptyDir": {}},
+            *SCRATCH_VOLUMES,
+        ]
+        pod = self._pod([container], volumes, launcher=False)
+        return self._deployment(ns, ADMIN, self._labels("admin"), pod, replicas=0)
+
+    def _server_service(self, ns: str) -> dict[str, Any]:
+        e = self.settings.exposure
+        port: dict[str, Any] = {"name": "fl", "port": FL_PORT, "targetPort": "fl", "protocol": "TCP"}
+        if e.node_port is not None:
+            port["nodePort"] = e.node_port
+        ports = [port]
+        if self.kubernetes_launcher:
+            ports.append({"name": "parent", "port": PARENT_PORT, "targetPort": "parent", "protocol": "TCP"})
+        spec: dict[str, Any] = {"type": e.type, "selector": _selector(self._labels("server")), "ports": ports}
+        if e.type == "LoadBalancer":
+            spec["loadBalancerSourceRanges"] = e.source_ranges
+        if e.type != "ClusterIP":
+            # Keep client source IPs so the NetworkPolicy's ipBlocks see who is really connecting.
+            spec["externalTrafficPolicy"] = "Local"
+        return {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": SERVER, "namespace": ns, "labels": self._labels("server")},
+            "spec": spec,
+        }
+
+    def _site_peers(self, component: str) -> list[dict[str, Any]]:
+        """This federation's `component` pods of every site, wherever the site namespaces are: no list of sites,
+        so adding a site never changes the server's policy."""
+        pods = {"podSelector": {"matchLabels": _selector(self._labels(component))}}
+        if self.settings.site_namespaces == "shared":
+            return [pods]
+        return [{"namespaceSelector": {"matchLabels": {SITES_OF_LABEL: self.name}}, **pods}]
+
+    def _server_policy(self, ns: str) -> dict[str, Any]:
+        s = self.settings
+        peers = [*self._site_peers("site"), {"podSelector": {"matchLabels": _selector(self._labels("admin"))}}]
+        rules: list[dict[str, Any]] = []
+        if self.kubernetes_launcher:
+            # Job pods (labelled by the study pod template) join the server's backbone and their parent's port.
+            peers += self._site_peers("job")
+            local_jobs = {"podSelector": {"matchLabels": _selector(self._labels("job"))}}
+            peers.append(local_jobs)
+            rules.append({"from": [local_jobs], "ports": [{"protocol": "TCP", "port": PARENT_PORT}]})
+        peers += [{"ipBlock": {"cidr": cidr}} for cidr in sorted({*s.allowed_cidrs, *s.exposure.source_ranges})]
+        rules.insert(0, {"from": peers, "ports": [{"protocol": "TCP", "port": FL_PORT}]})
+        return {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": f"{SERVER}-ingress", "namespace": ns, "labels": self._labels("server")},
+            "spec": {
+                "podSelector": {"matchLabels": _selector(self._labels("server"))},
+                "policyTypes": ["Ingress"],
+                "ingress": rules,
+            },
+        }
+
+    def _site_service(self, ns: str, site: str) -> dict[str, Any]:
+        """With the Kubernetes launcher a site's job pods dial their parent at `<site>:8102` (nvflare's naming)."""
+        return {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": site, "namespace": ns, "labels": self._labels("site", site)},
+            "spec": {
+                "selector": _selector(self._labels("site", site)),
+                "ports": [{"name": "parent", "port": PARENT_PORT, "targetPort": "parent", "protocol": "TCP"}],
+            },
+        }
+
+    def _site_policy(self, ns: str, site: str) -> dict[str, Any]:
+        jobs = {"podSelector": {"matchLabels": _selector(self._labels("job"))}}
+        return {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": f"{site}-ingress", "namespace": ns, "labels": self._labels("site", site)},
+            "spec": {
+                "podSelector": {"matchLabels": _selector(self._labels("site", site))},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"from": [jobs], "ports": [{"protocol": "TCP", "port": PARENT_PORT}]}],
+            },
+        }
+
+
+def _part(kits: pulumi.Output[dict[str, Any]], *keys: str) -> pulumi.Output[dict[str, str]]:
+    """One participant's files out of a kits output (`server`, `admin` or `sites`, name)."""
+
+    def pick(tree: dict[str, Any]) -> dict[str, str]:
+        for key in keys:
+            tree = tree[key]
+        return tree
+
+    return kits.apply(pick)
+
+
+def _selector(labels: dict[str, str]) -> dict[str, str]:
+    """The identifying labels (not managed-by): each site's Deployment selects only its own pod."""
+    keys = ("app.kubernetes.io/name", "app.kubernetes.io/component", "app.kubernetes.io/part-of", SITE_LABEL)
+    return {k: labels[k] for k in keys if k in labels}
+
+
+def _tcp_probe(period: int, failures: int) -> dict[str, Any]:
+    return {"tcpSocket": {"port": "fl"}, "periodSeconds": period, "failureThreshold": failures}

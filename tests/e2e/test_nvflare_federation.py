@@ -1,0 +1,159 @@
+"""A real NVFlare federation from the rendered local-nvflare stack: both sites must register.
+
+Real: the kits resource's create() (nvflare's Provisioner) with the inputs the program registers; the
+Secret and ConfigMap contents the pods mount; the server, site and admin-console commands, mount paths
+and working directories of the rendered Deployments and the stack output; NVFlare 2.9.0 itself, run
+from `.venv-nvflare` (requirements-e2e-nvflare.txt).
+Mapped, and only this: paths (mount path P -> <pod dir>/P, also inside mounted files), `python3` -> the
+venv's interpreter, and the network (tests/e2e/loopback: the server's Service FQDN resolves to
+127.0.0.1, wildcard binds go to loopback).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pulumi.runtime import mocks
+
+from components.federations import nvflare_kits
+from tests.e2e.local_pods import LocalPod, Processes, materialize
+from tools import render as render_tool
+from tools import stack_files
+from tools.mock_runtime import OfflineMocks, plain
+
+pytestmark = pytest.mark.e2e
+
+STACK = "local-nvflare"
+FEDERATION = "demo"
+VENV = stack_files.ROOT / ".venv-nvflare"
+LOOPBACK_SHIM = Path(__file__).parent / "loopback"
+STARTUP_SECONDS = 30  # server listening
+REGISTRATION_SECONDS = 40  # both sites seen by the admin console
+
+
+def provision_for_real(args: mocks.MockResourceArgs) -> dict[str, Any]:
+    """The render's kits resource gets what `pulumi up` would store: the provider's real create()."""
+    return nvflare_kits.KitProvider().create(plain(args.inputs, reveal=True)).outs or {}
+
+
+def test_the_rendered_server_and_sites_register_with_the_admin_console(tmp_path: Path) -> None:
+    python = VENV / "bin" / "python"
+    if not python.exists():
+        pytest.fail(
+            f"{VENV} is missing: run `./dev test` (it builds .venv-<name> for each requirements-e2e-<name>.txt)"
+        )
+    rendering = render_tool.render(STACK, OfflineMocks(synthesizers={nvflare_kits.TYPE: provision_for_real}))
+    outputs = rendering.outputs(reveal=True)["federations"][FEDERATION]
+    server_host, _, port = outputs["serverAddress"].rpartition(":")
+    _require_free(int(port))
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(LOOPBACK_SHIM),
+        "FLSTACK_E2E_HOSTS": f"{server_host}=127.0.0.1",
+        "FLSTACK_E2E_BIND": "127.0.0.1",
+    }
+    manifests = rendering.manifests()
+    deployments = [o for o in manifests if o["kind"] == "Deployment"]
+    pods = {
+        d["metadata"]["name"]: materialize(d, manifests, tmp_path / d["metadata"]["name"], python, env)
+        for d in deployments
+    }
+    sites = sorted(outputs["sites"])
+    assert sites == ["site-1", "site-2"] and set(pods) == {"nvflare-server", "nvflare-admin", *sites}
+    kits_before = {name: _kit_files(pod) for name, pod in pods.items()}
+    (tmp_path / "logs").mkdir()
+    processes = Processes(tmp_path / "logs")
+    try:
+        processes.start(pods["nvflare-server"])
+        _wait_for_listener(int(port), processes)
+        for site in sites:
+            processes.start(pods[site])
+        _wait_for_sites(outputs, pods["nvflare-admin"], python, sites, processes)
+        status = _run_in_pod(outputs["systemStatus"], pods["nvflare-admin"], python)
+        assert status.returncode == 0 and all(site in status.stdout for site in sites), status.stdout + status.stderr
+    finally:
+        processes.stop_all()
+    assert all(process.poll() is not None for _, process, _ in processes.running)
+    # startup/ and local/ are read-only mounts in the pods: nothing may have been written into them.
+    assert {name: _kit_files(pod) for name, pod in pods.items()} == kits_before
+    workspace = pods["nvflare-server"].path("/var/tmp/nvflare/workspace")
+    assert (workspace / "jobs-storage").is_dir(), "the server's job store belongs on its persistent workspace"
+
+
+def _require_free(port: int) -> None:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: TIME_WAIT is no conflict
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            pytest.fail(f"127.0.0.1:{port} is in use: the kits are provisioned for this port, free it to run this test")
+
+
+def _wait_for_listener(port: int, processes: Processes) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        processes.check_alive()
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(
+        f"the server did not listen on {port} in {STARTUP_SECONDS}s:\n{processes.tail('nvflare-server')}"
+    )
+
+
+def _wait_for_sites(
+    outputs: dict[str, Any], admin: LocalPod, python: Path, sites: list[str], processes: Processes
+) -> str:
+    """Runs the stack output's admin console in the admin pod until `check_status client` lists every site."""
+    session = f"{outputs['adminUser']}\ncheck_status client\nbye\n"  # the console asks for the user name first
+    deadline = time.monotonic() + REGISTRATION_SECONDS
+    output = ""
+    while time.monotonic() < deadline:
+        processes.check_alive()
+        console = _run_in_pod(outputs["adminConsole"], admin, python, stdin=session)
+        output = console.stdout + console.stderr
+        if all(re.search(rf"\|\s*{site}\s*\|", output) for site in sites):
+            return output
+        time.sleep(1)
+    logs = "\n".join(f"--- {name}\n{processes.tail(name)}" for name in ("nvflare-server", *sites))
+    raise AssertionError(f"not every site registered in {REGISTRATION_SECONDS}s; console said:\n{output}\n{logs}")
+
+
+def _run_in_pod(
+    kubectl_exec: str, pod: LocalPod, python: Path, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """A `kubectl exec ... -- python3 ...` stack output, run in the local pod."""
+    command = shlex.split(kubectl_exec)
+    command = command[command.index("--") + 1 :]  # what runs in the pod
+    assert command[0] == "python3"
+    argv = [str(python), *(pod.translate(arg) for arg in command[1:])]
+    return subprocess.run(
+        argv,
+        cwd=pod.cwd,
+        env=pod.env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        start_new_session=True,
+        check=False,
+    )
+
+
+def _kit_files(pod: LocalPod) -> dict[str, str]:
+    files: dict[str, str] = {}
+    for mount in pod.mount_paths:
+        if mount.endswith(("/startup", "/local")):
+            root = pod.path(mount)
+            files |= {str(p.relative_to(pod.root)): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
+    return files
