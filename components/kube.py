@@ -8,6 +8,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.config.model import Exposure
+
 # apiVersion group -> pulumi_kubernetes module name, where they differ.
 _GROUP_MODULES = {
     "": "core",
@@ -96,6 +98,32 @@ def container_security(read_only_root: bool = True) -> dict[str, Any]:
         "readOnlyRootFilesystem": read_only_root,
         "runAsNonRoot": True,
         "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def exposed_service(
+    name: str,
+    ns: str,
+    labels: dict[str, str],
+    selector: dict[str, str],
+    ports: list[dict[str, Any]],
+    exposure: Exposure,
+) -> dict[str, Any]:
+    """A coordinator's Service, exposed as the stack asks; the first port gets the fixed nodePort, if any."""
+    ports = [dict(p) for p in ports]
+    if exposure.node_port is not None:
+        ports[0]["nodePort"] = exposure.node_port
+    spec: dict[str, Any] = {"type": exposure.type, "selector": selector, "ports": ports}
+    if exposure.type == "LoadBalancer":
+        spec["loadBalancerSourceRanges"] = exposure.source_ranges
+    if exposure.type != "ClusterIP":
+        # Keep client source IPs so the NetworkPolicy's ipBlocks see who is really connecting.
+        spec["externalTrafficPolicy"] = "Local"
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": ns, "labels": labels},
+        "spec": spec,
     }
 
 

@@ -323,32 +323,15 @@ class FlowerFederation(pulumi.ComponentResource):
         }
 
     def _superlink_service(self, ns: str) -> dict[str, Any]:
-        e = self.settings.exposure
-        port: dict[str, Any] = {
+        port = {
             "name": "flower",
             "port": PORT,
             "targetPort": "flower",
             "protocol": "TCP",
             "appProtocol": "http" if self.settings.insecure else "https",
         }
-        if e.node_port is not None:
-            port["nodePort"] = e.node_port
-        spec: dict[str, Any] = {
-            "type": e.type,
-            "selector": _selector(self._labels("superlink")),
-            "ports": [port],
-        }
-        if e.type == "LoadBalancer":
-            spec["loadBalancerSourceRanges"] = e.source_ranges
-        if e.type != "ClusterIP":
-            # Keep client source IPs so the NetworkPolicy's ipBlocks see who is really connecting.
-            spec["externalTrafficPolicy"] = "Local"
-        return {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": SERVICE, "namespace": ns, "labels": self._labels("superlink")},
-            "spec": spec,
-        }
+        labels = self._labels("superlink")
+        return kube.exposed_service(SERVICE, ns, labels, _selector(labels), [port], self.settings.exposure)
 
     def _superlink_policy(self, ns: str) -> dict[str, Any]:
         s = self.settings

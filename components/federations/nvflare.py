@@ -491,25 +491,11 @@ class NvflareFederation(pulumi.ComponentResource):
         return self._deployment(ns, ADMIN, self._labels("admin"), pod, replicas=0)
 
     def _server_service(self, ns: str) -> dict[str, Any]:
-        e = self.settings.exposure
-        port: dict[str, Any] = {"name": "fl", "port": FL_PORT, "targetPort": "fl", "protocol": "TCP"}
-        if e.node_port is not None:
-            port["nodePort"] = e.node_port
-        ports = [port]
+        ports = [{"name": "fl", "port": FL_PORT, "targetPort": "fl", "protocol": "TCP"}]
         if self.kubernetes_launcher:
             ports.append({"name": "parent", "port": PARENT_PORT, "targetPort": "parent", "protocol": "TCP"})
-        spec: dict[str, Any] = {"type": e.type, "selector": _selector(self._labels("server")), "ports": ports}
-        if e.type == "LoadBalancer":
-            spec["loadBalancerSourceRanges"] = e.source_ranges
-        if e.type != "ClusterIP":
-            # Keep client source IPs so the NetworkPolicy's ipBlocks see who is really connecting.
-            spec["externalTrafficPolicy"] = "Local"
-        return {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": SERVER, "namespace": ns, "labels": self._labels("server")},
-            "spec": spec,
-        }
+        labels = self._labels("server")
+        return kube.exposed_service(SERVER, ns, labels, _selector(labels), ports, self.settings.exposure)
 
     def _site_peers(self, component: str) -> list[dict[str, Any]]:
         """This federation's `component` pods of every site, wherever the site namespaces are: no list of sites,
