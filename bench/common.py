@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pulumi
 from pulumi.runtime import mocks
@@ -58,5 +59,33 @@ def replay_seconds(recording: Recording, repeats: int = 7) -> float:
     def program() -> None:
         for type_, name, inputs in rows:
             pulumi.CustomResource(type_, name, dict(inputs))
+
+    return median_seconds(lambda: run_under_mocks(program, files, mocks.MockMonitor(_Trivial())), repeats)
+
+
+def typed_kubernetes_seconds(n: int, repeats: int = 7) -> float:
+    """The SDK's cost of `n` typed pulumi_kubernetes Deployments of a realistic size (what a stack is made of)."""
+    import pulumi_kubernetes as k8s
+
+    files = StackFiles(project="bench", stack="bench", config={}, secret_keys=frozenset())
+    container = {
+        "name": "app",
+        "image": "example/app:1.0",
+        "args": [f"--flag-{i}=value" for i in range(8)],
+        "env": [{"name": f"VAR_{i}", "value": "value"} for i in range(6)],
+        "securityContext": {"runAsNonRoot": True, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
+    }
+    spec: Any = {
+        "replicas": 1,
+        "selector": {"matchLabels": {"app": "x"}},
+        "template": {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [container]}},
+    }
+
+    def program() -> None:
+        provider = k8s.Provider("k8s", kubeconfig="{}")
+        for i in range(n - 1):
+            k8s.apps.v1.Deployment(
+                f"d{i}", metadata={"name": f"d{i}"}, spec=spec, opts=pulumi.ResourceOptions(provider=provider)
+            )
 
     return median_seconds(lambda: run_under_mocks(program, files, mocks.MockMonitor(_Trivial())), repeats)
