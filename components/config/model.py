@@ -6,6 +6,8 @@ Targets and frameworks contribute their own settings dataclasses through the reg
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -129,8 +131,25 @@ class StackConfig:
 
 # Building blocks that several frameworks' settings share.
 
-CIDR = r"[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}|[0-9a-fA-F:]+/[0-9]{1,3}"
 CIDR_HELP = "a CIDR such as 203.0.113.0/24"
+HOST_NAME = r"(([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9\-]*[a-zA-Z0-9])\.)*([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9\-]*[A-Za-z0-9])"
+HOST_HELP = "a DNS name or an IP address (no wildcards)"
+
+
+def is_cidr(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return "/" in text
+
+
+def is_host(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return re.fullmatch(HOST_NAME, text) is not None and len(text) <= 253
+    return True
 
 
 @dataclass(frozen=True)
@@ -160,6 +179,10 @@ class Toleration:
     value: str | None = None
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
 
+    def check(self) -> Iterator[tuple[str, str]]:
+        if self.operator == "Exists" and self.value is not None:
+            yield "value", "must be empty when operator is 'Exists' (it matches any value)"
+
     def manifest(self) -> dict[str, Any]:
         out: dict[str, Any] = {"key": self.key, "operator": self.operator}
         if self.value is not None:
@@ -175,10 +198,10 @@ class Exposure:
 
     type: Literal["ClusterIP", "LoadBalancer", "NodePort"] = "ClusterIP"
     # Who may connect through the load balancer (spec.loadBalancerSourceRanges).
-    source_ranges: list[str] = rule(default_factory=list, pattern=CIDR, pattern_help=CIDR_HELP)
+    source_ranges: list[str] = rule(default_factory=list, valid=is_cidr, pattern_help=CIDR_HELP)
     node_port: int | None = rule(None, min=30000, max=32767)
     # External DNS names or IPs clients dial: they go into the server certificate.
-    hostnames: list[str] = rule(default_factory=list)
+    hostnames: list[str] = rule(default_factory=list, valid=is_host, pattern_help=HOST_HELP)
 
     def check(self) -> Iterator[tuple[str, str]]:
         if self.source_ranges and self.type != "LoadBalancer":

@@ -47,6 +47,7 @@ def rule(
     max: float | None = None,
     pattern: str | None = None,
     pattern_help: str | None = None,
+    valid: Callable[[str], bool] | None = None,
     variants: Callable[[], Mapping[str, type]] | None = None,
     tag: str | None = None,
 ) -> Any:
@@ -55,7 +56,15 @@ def rule(
     `variants`/`tag`: the field holds the settings block whose key is the value of the sibling field
     `tag` (e.g. `framework: flower` + `flower: {...}`); `variants()` maps each tag value to its dataclass.
     """
-    meta = {"min": min, "max": max, "pattern": pattern, "pattern_help": pattern_help, "variants": variants, "tag": tag}
+    meta = {
+        "min": min,
+        "max": max,
+        "pattern": pattern,
+        "pattern_help": pattern_help,
+        "valid": valid,  # a check a regex can't express (CIDRs, IP addresses); described by pattern_help
+        "variants": variants,
+        "tag": tag,
+    }
     if default_factory is not None:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -107,7 +116,7 @@ def _describe(tp: Any, meta: Mapping[str, Any]) -> str:
             bounds.append(f"<= {_num(meta['max'])}")
         return noun + (" " + " and ".join(bounds) if bounds else "")
     if tp is str:
-        if meta.get("pattern"):
+        if meta.get("pattern") or meta.get("valid"):
             return meta.get("pattern_help") or f"a string matching {meta['pattern']}"
         return "a string"
     if tp is Secret:
@@ -197,7 +206,9 @@ def parse_value(tp: Any, raw: Any, path: str, meta: Mapping[str, Any], problems:
             return None
         return raw
     if tp is str:
-        if not isinstance(raw, str) or (meta.get("pattern") and not re.fullmatch(meta["pattern"], raw)):
+        bad_pattern = isinstance(raw, str) and meta.get("pattern") and not re.fullmatch(meta["pattern"], raw)
+        bad_value = isinstance(raw, str) and meta.get("valid") and not meta["valid"](raw)
+        if not isinstance(raw, str) or bad_pattern or bad_value:
             problems.add(path, f"expected {_describe(tp, meta)}, got {show(raw)}")
             return None
         return raw

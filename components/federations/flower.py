@@ -7,6 +7,7 @@ first partition) is the partition id, so the number of Kubernetes resources does
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -17,7 +18,6 @@ import pulumi_tls as tls
 from components import kube, pki
 from components.config import FederationConfig
 from components.config.model import (
-    CIDR,
     CIDR_HELP,
     DNS_LABEL,
     DNS_LABEL_HELP,
@@ -26,6 +26,7 @@ from components.config.model import (
     Exposure,
     Resources,
     Toleration,
+    is_cidr,
 )
 from components.config.schema import rule
 
@@ -71,9 +72,16 @@ class FlowerSettings:
     supernode_resources: Resources = field(default_factory=lambda: Resources(cpu="500m", memory="1Gi"))
     exposure: Exposure = field(default_factory=Exposure)
     # SuperNodes or `flwr` users outside this federation's namespace that may reach the SuperLink.
-    allowed_cidrs: list[str] = rule(default_factory=list, pattern=CIDR, pattern_help=CIDR_HELP)
+    allowed_cidrs: list[str] = rule(default_factory=list, valid=is_cidr, pattern_help=CIDR_HELP)
 
     def check(self) -> Iterator[tuple[str, str]]:
+        yield from _check_node_config("nodeConfig", self.node_config)
+        for i, group in enumerate(self.groups):
+            if group is not None:
+                yield from _check_node_config(f"groups[{i}].nodeConfig", group.node_config)
+        if self.exposure.type == "NodePort" and not self.allowed_cidrs:
+            # externalTrafficPolicy Local keeps client IPs: without listed CIDRs the NetworkPolicy admits nobody.
+            yield "allowedCidrs", "required with exposure type 'NodePort': list the CIDRs of the SuperNodes outside"
         if self.supernodes is not None and self.groups:
             yield "supernodes", "set either supernodes (one default group) or groups, not both"
         names = [g.name for g in self.groups if g is not None]
@@ -84,6 +92,18 @@ class FlowerSettings:
         if self.groups:
             return self.groups
         return [SupernodeGroup(name="default", replicas=self.supernodes or 2, resources=self.supernode_resources)]
+
+
+NODE_CONFIG_KEY = r"[A-Za-z0-9_.-]+"
+RESERVED_NODE_CONFIG = ("partition-id", "num-partitions")  # set per pod by flstack
+
+
+def _check_node_config(key: str, values: dict[str, NodeConfigValue]) -> Iterator[tuple[str, str]]:
+    for name in values:
+        if name in RESERVED_NODE_CONFIG:
+            yield f"{key}.{name}", "is set by flstack for each SuperNode (its partition): remove it"
+        elif not re.fullmatch(NODE_CONFIG_KEY, name):
+            yield f"{key}.{name}", f"expected a key of letters, digits, '_', '.' or '-', got {name!r}"
 
 
 def image(kind: str, version: str) -> str:

@@ -9,7 +9,6 @@ one port; NetworkPolicies let only this federation's sites (and its admin pod) r
 from __future__ import annotations
 
 import importlib.metadata
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -18,7 +17,7 @@ import pulumi
 
 from components import kube
 from components.config import FederationConfig
-from components.config.model import CIDR, CIDR_HELP, QUANTITY, QUANTITY_HELP, Exposure, Resources
+from components.config.model import CIDR_HELP, QUANTITY, QUANTITY_HELP, Exposure, Resources, is_cidr
 from components.config.schema import rule
 
 from . import nvflare_kits
@@ -28,7 +27,6 @@ SITE_NAME = r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?"
 SITE_NAME_HELP = "a DNS-1035 label (lowercase letters, digits and '-', starting with a letter, at most 63 characters)"
 ORG = r"[A-Za-z0-9_]+"  # nvflare's own rule for org names
 ADMIN_EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"  # nvflare admins are named by email
-HOST_NAME = r"(([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9\-]*[a-zA-Z0-9])\.)*([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9\-]*[A-Za-z0-9])"
 IMAGE_REPOSITORY = r"[a-z0-9]+([._/-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*"
 
 # The image runs as root; we run as an unprivileged UID owning nothing in it: all writes go to volumes.
@@ -75,7 +73,7 @@ class NvflareSettings:
     site_resources: Resources = field(default_factory=lambda: Resources(cpu="500m", memory="1Gi"))
     exposure: Exposure = field(default_factory=Exposure)
     # Site or admin networks outside the cluster that may reach the server (with exposure).
-    allowed_cidrs: list[str] = rule(default_factory=list, pattern=CIDR, pattern_help=CIDR_HELP)
+    allowed_cidrs: list[str] = rule(default_factory=list, valid=is_cidr, pattern_help=CIDR_HELP)
     # Raise it to start over with a new root CA: every kit is re-issued (e.g. to cut off a removed site,
     # as nvflare has no certificate revocation).
     ca_generation: int = rule(1, min=1, max=1000)
@@ -92,12 +90,6 @@ class NvflareSettings:
             first.setdefault(site, i)
             if site in RESERVED_SITE_NAMES:
                 yield f"sites[{i}]", f"{site!r} is the name of the server's or admin's objects: pick another"
-        for i, host in enumerate(self.exposure.hostnames):
-            if not re.fullmatch(HOST_NAME, host):
-                yield (
-                    f"exposure.hostnames[{i}]",
-                    f"expected a DNS name or IPv4 address (it goes into the server certificate), got {host!r}",
-                )
         installed = _installed_nvflare()
         if installed != self.version:
             yield (

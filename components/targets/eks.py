@@ -18,7 +18,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components import iam
-from components.config.model import CIDR, CIDR_HELP
+from components.config.model import CIDR_HELP, is_cidr
 from components.config.schema import rule
 
 from .eks_network import NatGateways, Network
@@ -37,7 +37,7 @@ class EksSettings:
     region: str = rule(pattern=REGION, pattern_help="an AWS region such as eu-west-1")
     name: str = rule("flstack", pattern=CLUSTER_NAME, pattern_help="an EKS cluster name (letters, digits, - and _)")
     kubernetes_version: str = rule("1.34", pattern=EKS_VERSION, pattern_help="an EKS version such as 1.34")
-    vpc_cidr: str = rule("10.0.0.0/16", pattern=CIDR, pattern_help="an IPv4 CIDR such as 10.0.0.0/16")
+    vpc_cidr: str = rule("10.0.0.0/16", valid=is_cidr, pattern_help="an IPv4 CIDR such as 10.0.0.0/16")
     # One NAT gateway is cheaper; one per zone keeps nodes online when a zone fails.
     nat_gateways: NatGateways = "single"
     # IAM roles/users given cluster admin (AmazonEKSClusterAdminPolicy). The identity running
@@ -48,7 +48,7 @@ class EksSettings:
         pattern_help="an IAM role or user ARN such as arn:aws:iam::111122223333:role/admin",
     )
     # Who may reach the public API endpoint; or endpointPrivateOnly (then run Pulumi inside the VPC).
-    public_access_cidrs: list[str] = rule(default_factory=list, pattern=CIDR, pattern_help=CIDR_HELP)
+    public_access_cidrs: list[str] = rule(default_factory=list, valid=is_cidr, pattern_help=CIDR_HELP)
     endpoint_private_only: bool = False
     log_types: list[LogType] = field(default_factory=lambda: ["api", "audit", "authenticator"])
     log_retention_days: int = 30

@@ -50,6 +50,30 @@ BAD = [
         "flstack:federations[0].flower.allowedCidrs[0]: expected a CIDR such as 203.0.113.0/24, got '10.0.0.0'",
     ),
     ({"nodeConfig": {"lr": [1]}}, "flstack:federations[0].flower.nodeConfig.lr: expected a string, number or boolean"),
+    (
+        {"nodeConfig": {"partition-id": 7}},
+        "flstack:federations[0].flower.nodeConfig.partition-id: is set by flstack for each SuperNode",
+    ),
+    (
+        {"groups": [{"name": "g", "nodeConfig": {"a b": 1}}]},
+        "flstack:federations[0].flower.groups[0].nodeConfig.a b: expected a key of letters",
+    ),
+    (
+        {"allowedCidrs": ["999.1.1.1/99"]},
+        "flstack:federations[0].flower.allowedCidrs[0]: expected a CIDR such as 203.0.113.0/24, got '999.1.1.1/99'",
+    ),
+    (
+        {"exposure": {"type": "ClusterIP", "hostnames": ["*.example.org"]}},
+        "flstack:federations[0].flower.exposure.hostnames[0]: expected a DNS name or an IP address (no wildcards)",
+    ),
+    (
+        {"exposure": {"type": "NodePort"}},
+        "flstack:federations[0].flower.allowedCidrs: required with exposure type 'NodePort'",
+    ),
+    (
+        {"groups": [{"name": "g", "tolerations": [{"key": "k", "operator": "Exists", "value": "v"}]}]},
+        "flstack:federations[0].flower.groups[0].tolerations[0].value: must be empty when operator is 'Exists'",
+    ),
 ]
 
 
@@ -224,7 +248,7 @@ def test_outputs_give_a_ready_flwr_config() -> None:
     "settings",
     [
         {},
-        {"insecure": True, "exposure": {"type": "NodePort", "nodePort": 30800}},
+        {"insecure": True, "exposure": {"type": "NodePort", "nodePort": 30800}, "allowedCidrs": ["198.51.100.0/24"]},
         {"nodeAuth": True, "isolation": "process", "installAppDependencies": True},
         {"groups": [{"name": "gpu", "resources": {"gpus": 2}, "tolerations": [{"key": "gpu", "value": "yes"}]}]},
         {"exposure": {"type": "LoadBalancer", "sourceRanges": ["203.0.113.0/24"]}},

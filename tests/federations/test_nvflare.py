@@ -59,7 +59,8 @@ BAD = [
     ({"site": ["a"]}, "flstack:federations[0].nvflare.site: unknown key; did you mean 'sites'?"),
     (
         {"sites": ["a"], "exposure": {"hostnames": ["fl_server!"]}},
-        "flstack:federations[0].nvflare.exposure.hostnames[0]: expected a DNS name or IPv4 address",
+        "flstack:federations[0].nvflare.exposure.hostnames[0]: expected a DNS name or an IP address (no wildcards), "
+        "got 'fl_server!'",
     ),
     (
         {"sites": ["a" * 60]},
