@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -44,6 +45,11 @@ def apply(obj: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.CustomRes
     if cls is None:  # a custom resource (PyTorchJob, ...)
         return k8s.apiextensions.CustomResource(logical, api_version=api_version, kind=kind, opts=opts, **fields)
     return cls(logical, opts=opts, **fields)  # type: ignore[no-any-return]
+
+
+def content_hash(*values: pulumi.Input[str]) -> pulumi.Output[str]:
+    """A short, stable digest of file contents, for pod-template annotations that roll pods on change."""
+    return pulumi.Output.all(*values).apply(lambda texts: hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16])
 
 
 def labels(app: str, component: str, part_of: str) -> dict[str, str]:

@@ -40,6 +40,7 @@ CA_DIR = "/etc/flwr/ca"
 AUTH_DIR = "/etc/flwr/auth"
 HOME = "/home/app"  # an emptyDir: the root filesystem is read-only, Flower writes to HOME and FLWR_HOME
 GROUP_LABEL = "flstack.dev/supernode-group"
+PARTITION_LABEL = "flstack.dev/partition"  # with node auth: one StatefulSet per partition
 CA_FILE_PLACEHOLDER = "@CA_FILE@"
 NodeConfigValue = str | int | float | bool
 
@@ -151,15 +152,18 @@ class FlowerFederation(pulumi.ComponentResource):
         self.settings = s
         self._platform = platform
         self.name = name
-        k8s_opts = platform.opts(self)
         fqdn = f"{SERVICE}.{ns}.svc.cluster.local"
         self.address = f"{fqdn}:{PORT}"
 
-        namespace = kube.apply(kube.namespace(ns), k8s_opts)
+        # Retained like the state volume inside it: deleting a namespace deletes its claims.
+        namespace = kube.apply(kube.namespace(ns), platform.opts(self, retain_on_delete=True))
         namespace_opts = platform.opts(self, depends_on=[namespace])  # everything below lives in it
         kube.apply(kube.deny_ingress(ns), namespace_opts)
 
         ca_pem: pulumi.Input[str] | None = None
+        # Pods roll when the files they mount change (a re-issued certificate must reach the process).
+        self._superlink_files: pulumi.Input[str] | None = None
+        self._supernode_files: pulumi.Input[str] | None = None
         if not s.insecure:
             tls_opts = pulumi.ResourceOptions(parent=self, provider=platform.tls)
             ca = pki.CertificateAuthority(f"{name}-flower", f"{name} Flower CA", tls_opts)
@@ -167,12 +171,15 @@ class FlowerFederation(pulumi.ComponentResource):
             hosts = [*kube.service_dns_names(SERVICE, ns), "127.0.0.1", *s.exposure.hostnames]
             server = ca.server_certificate(f"{name}-superlink", fqdn, hosts)
             ca_pem = ca.cert.cert_pem
+            self._superlink_files = kube.content_hash(server.cert.cert_pem, ca_pem)
+            self._supernode_files = kube.content_hash(ca_pem)
             kube.apply(self._tls_secret(ns, server, ca_pem), namespace_opts)
             kube.apply(self._ca_config_map(ns, ca_pem), namespace_opts)
 
+        total = sum(g.replicas for g in s.supernode_groups())
         node_keys: list[tls.PrivateKey] = []
         if s.node_auth:
-            total = sum(g.replicas for g in s.supernode_groups())
+            # One key per SuperNode, each in its own Secret mounted by that SuperNode only.
             node_keys = [
                 tls.PrivateKey(
                     f"{name}-supernode-{i}-auth",
@@ -182,7 +189,9 @@ class FlowerFederation(pulumi.ComponentResource):
                 )
                 for i in range(total)
             ]
-            kube.apply(self._auth_secret(ns, node_keys), namespace_opts)
+            for i, key in enumerate(node_keys):
+                kube.apply(self._auth_secret(ns, i, key), namespace_opts)
+            kube.apply(self._public_keys(ns, node_keys), namespace_opts)
 
         kube.apply(self._service_account(ns), namespace_opts)
         state = kube.apply(
@@ -200,9 +209,14 @@ class FlowerFederation(pulumi.ComponentResource):
             kube.apply(self._register_job(ns, len(node_keys)), platform.opts(self, depends_on=[superlink]))
         kube.apply(self._supernode_service(ns), namespace_opts)
         offset = 0
-        total = sum(g.replicas for g in s.supernode_groups())
         for group in s.supernode_groups():
-            kube.apply(self._supernodes(ns, group, offset, total), namespace_opts)
+            if node_keys:  # a StatefulSet per node: each pod mounts its own key, so N objects here
+                for partition in range(offset, offset + group.replicas):
+                    key_files = kube.content_hash(node_keys[partition].public_key_openssh)  # same key, not secret
+                    obj = self._supernodes(ns, group, partition, 1, total, key_files)
+                    kube.apply(obj, namespace_opts)
+            else:
+                kube.apply(self._supernodes(ns, group, offset, group.replicas, total), namespace_opts)
             offset += group.replicas
 
         self.outputs: dict[str, Any] = {
@@ -245,18 +259,23 @@ class FlowerFederation(pulumi.ComponentResource):
             "data": {"ca.crt": ca_pem},
         }
 
-    def _auth_secret(self, ns: str, keys: list[tls.PrivateKey]) -> dict[str, Any]:
-        data: dict[str, Any] = {}
-        for i, key in enumerate(keys):
-            # Flower reads SuperNode keys in OpenSSH format (EC, NIST curve).
-            data[f"node-{i}.key"] = pulumi.Output.secret(key.private_key_openssh)
-            data[f"node-{i}.pub"] = key.public_key_openssh
+    def _auth_secret(self, ns: str, partition: int, key: tls.PrivateKey) -> dict[str, Any]:
         return {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "supernode-auth", "namespace": ns, "labels": self._labels("supernode")},
+            "metadata": {"name": f"supernode-{partition}-auth", "namespace": ns, "labels": self._labels("supernode")},
             "type": "Opaque",
-            "stringData": data,
+            # Flower reads SuperNode keys in OpenSSH format (EC, NIST curve).
+            "stringData": {"node.key": pulumi.Output.secret(key.private_key_openssh)},
+        }
+
+    def _public_keys(self, ns: str, keys: list[tls.PrivateKey]) -> dict[str, Any]:
+        """What the registration Job needs: public keys only."""
+        return {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "supernode-public-keys", "namespace": ns, "labels": self._labels("superexec")},
+            "data": {f"node-{i}.pub": key.public_key_openssh for i, key in enumerate(keys)},
         }
 
     def _service_account(self, ns: str) -> dict[str, Any]:
@@ -336,7 +355,7 @@ class FlowerFederation(pulumi.ComponentResource):
                 "strategy": {"type": "Recreate"},  # one writer on a ReadWriteOnce database volume
                 "selector": {"matchLabels": _selector(labels)},
                 "template": {
-                    "metadata": {"labels": labels},
+                    "metadata": {"labels": labels, **_files_annotation(self._superlink_files)},
                     "spec": _pod([container], volumes),
                 },
             },
@@ -386,12 +405,25 @@ class FlowerFederation(pulumi.ComponentResource):
         if s.install_app_dependencies:
             args.append("--allow-runtime-dependency-installation")
         if s.node_auth:
-            args += ["--auth-supernode-private-key", f"{AUTH_DIR}/node-$(PARTITION_ID).key"]
+            args += ["--auth-supernode-private-key", f"{AUTH_DIR}/node.key"]
         return args
 
-    def _supernodes(self, ns: str, group: SupernodeGroup, offset: int, total: int) -> dict[str, Any]:
+    def _supernodes(
+        self,
+        ns: str,
+        group: SupernodeGroup,
+        first: int,
+        replicas: int,
+        total: int,
+        key_files: pulumi.Input[str] | None = None,
+    ) -> dict[str, Any]:
+        """Partitions first..first+replicas-1 of `group`; with node auth, one node and its own key Secret."""
         s = self.settings
         labels = {**self._labels("supernode"), GROUP_LABEL: group.name}
+        name = f"supernodes-{group.name}"
+        if s.node_auth:
+            labels[PARTITION_LABEL] = str(first)
+            name = f"{name}-{first}"
         mounts = list(SCRATCH_MOUNTS)
         volumes: list[dict[str, Any]] = list(SCRATCH_VOLUMES)
         if not s.insecure:
@@ -399,7 +431,8 @@ class FlowerFederation(pulumi.ComponentResource):
             volumes.append({"name": "ca", "configMap": {"name": "flower-ca"}})
         if s.node_auth:
             mounts.append({"name": "auth", "mountPath": AUTH_DIR, "readOnly": True})
-            volumes.append({"name": "auth", "secret": {"secretName": "supernode-auth", "defaultMode": 0o440}})
+            auth = {"secretName": f"supernode-{first}-auth", "defaultMode": 0o440}
+            volumes.append({"name": "auth", "secret": auth})
         env = [
             {
                 "name": "PARTITION_ID",
@@ -430,15 +463,18 @@ class FlowerFederation(pulumi.ComponentResource):
         return {
             "apiVersion": "apps/v1",
             "kind": "StatefulSet",
-            "metadata": {"name": f"supernodes-{group.name}", "namespace": ns, "labels": labels},
+            "metadata": {"name": name, "namespace": ns, "labels": labels},
             "spec": {
                 "serviceName": "supernodes",
-                "replicas": group.replicas,
+                "replicas": replicas,
                 # Pod index = partition id: groups take consecutive ranges of partitions.
-                "ordinals": {"start": offset},
+                "ordinals": {"start": first},
                 "podManagementPolicy": "Parallel",
                 "selector": {"matchLabels": _selector(labels)},
-                "template": {"metadata": {"labels": labels}, "spec": pod},
+                "template": {
+                    "metadata": {"labels": labels, **_files_annotation(self._supernode_files, key_files)},
+                    "spec": pod,
+                },
             },
         }
 
@@ -506,7 +542,7 @@ class FlowerFederation(pulumi.ComponentResource):
             "        sys.exit(f'registering node-{i} failed')\n"
         )
         mounts = [*SCRATCH_MOUNTS, {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True}]
-        volumes = [*SCRATCH_VOLUMES, {"name": "auth", "secret": {"secretName": "supernode-auth"}}]
+        volumes = [*SCRATCH_VOLUMES, {"name": "auth", "configMap": {"name": "supernode-public-keys"}}]
         if not s.insecure:
             mounts.append({"name": "ca", "mountPath": CA_DIR, "readOnly": True})
             volumes.append({"name": "ca", "configMap": {"name": "flower-ca"}})
@@ -556,9 +592,22 @@ def _pod(containers: list[dict[str, Any]], volumes: list[dict[str, Any]]) -> dic
     }
 
 
+def _files_annotation(*hashes: pulumi.Input[str] | None) -> dict[str, Any]:
+    present = [h for h in hashes if h is not None]
+    if not present:
+        return {}
+    return {"annotations": {"flstack.dev/files-sha256": pulumi.Output.concat(*present)}}
+
+
 def _selector(labels: dict[str, str]) -> dict[str, str]:
     """The identifying labels (not managed-by): each group's StatefulSet selects only its own pods."""
-    keys = ("app.kubernetes.io/name", "app.kubernetes.io/component", "app.kubernetes.io/part-of", GROUP_LABEL)
+    keys = (
+        "app.kubernetes.io/name",
+        "app.kubernetes.io/component",
+        "app.kubernetes.io/part-of",
+        GROUP_LABEL,
+        PARTITION_LABEL,
+    )
     return {k: labels[k] for k in keys if k in labels}
 
 

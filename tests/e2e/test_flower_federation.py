@@ -56,8 +56,13 @@ def test_real_federation_completes_rounds_with_both_partitions(tmp_path: Path, n
     pods_dir = tmp_path / "pods"
 
     superlink_deploy = rendering.find("Deployment", "superlink", "demo")
-    supernodes_set = rendering.find("StatefulSet", "supernodes-default", "demo")
-    assert supernodes_set["spec"]["replicas"] == 2
+    # SuperNode i: pod i of the group's StatefulSet, or with node auth pod 0 of its own StatefulSet.
+    if node_auth:
+        supernodes = [(rendering.find("StatefulSet", f"supernodes-default-{i}", "demo"), 0) for i in range(2)]
+    else:
+        group = rendering.find("StatefulSet", "supernodes-default", "demo")
+        assert group["spec"]["replicas"] == 2
+        supernodes = [(group, 0), (group, 1)]
 
     procs = Processes(tmp_path)
     with netns.pods(["superlink", "node0", "node1"]) as pods:
@@ -71,10 +76,10 @@ def test_real_federation_completes_rounds_with_both_partitions(tmp_path: Path, n
             if node_auth:
                 register_supernodes(rendering, pods["superlink"], bin_dir, pods_dir, to_loopback)
 
-            for index in range(2):
+            for index, (workload, pod_index) in enumerate(supernodes):
                 pod = pods[f"node{index}"]
                 node = materialize(
-                    rendering, supernodes_set, "supernode", pods_dir, pod_index=index, host_map=to_loopback
+                    rendering, workload, "supernode", pods_dir, pod_index=pod_index, host_map=to_loopback
                 )
                 procs.start(
                     f"forward-{index}", pod.forward(port, netns.hub_address(index + 1), port), base_env(bin_dir)
@@ -82,7 +87,8 @@ def test_real_federation_completes_rounds_with_both_partitions(tmp_path: Path, n
                 command = pod.command([str(bin_dir / "flower-supernode"), *node.args])
                 procs.start(f"supernode-{index}", command, {**base_env(bin_dir), **node.env})
             # The port the manifests point the kubelet's probes at answers gRPC health with SERVING.
-            health_port = supernodes_set["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["grpc"]["port"]
+            probe = supernodes[0][0]["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
+            health_port = probe["grpc"]["port"]
             for index in range(2):
                 pod = pods[f"node{index}"]
                 procs.wait_for(f"supernode-{index} gRPC health", partial(grpc_serving, bin_dir, pod, health_port), 60)

@@ -171,6 +171,9 @@ def test_state_survives_restarts_and_destroy() -> None:
     assert flag(args, "--database") == "/var/lib/flwr/state.db"
     (pvc,) = rendering.of_type("kubernetes:core/v1:PersistentVolumeClaim")
     assert pvc["options"]["retainOnDelete"] is True
+    # Deleting a namespace deletes its claims: the namespace holding the database is retained too.
+    (namespace,) = rendering.of_type("kubernetes:core/v1:Namespace")
+    assert namespace["options"]["retainOnDelete"] is True
     assert pvc["inputs"]["spec"]["storageClassName"] == "standard"  # minikube's RWO class
     assert rendering.find("Deployment", "superlink")["spec"]["strategy"] == {"type": "Recreate"}
 
@@ -178,7 +181,7 @@ def test_state_survives_restarts_and_destroy() -> None:
 def test_pods_are_non_root_read_only_and_drop_capabilities() -> None:
     rendering = render(flower(nodeAuth=True, isolation="process"))
     workloads = [o for o in rendering.manifests() if o["kind"] in ("Deployment", "StatefulSet", "Job")]
-    assert len(workloads) == 4
+    assert len(workloads) == 5  # SuperLink, SuperExec, registration Job, a StatefulSet per SuperNode
     for obj in workloads:
         pod = obj["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsUser"] == 49999 and pod["securityContext"]["runAsNonRoot"]
@@ -220,18 +223,57 @@ def test_load_balancer_exposure_limits_sources_and_signs_external_names() -> Non
     assert {"ipBlock": {"cidr": "203.0.113.0/24"}} in policy["spec"]["ingress"][0]["from"]
 
 
-def test_node_auth_keys_registration_job_and_flags() -> None:
+def test_node_auth_gives_each_supernode_only_its_own_key() -> None:
     rendering = render(flower(nodeAuth=True, supernodes=3))
     assert "--enable-supernode-auth" in args_of(rendering, "Deployment", "superlink")
-    node_args = args_of(rendering, "StatefulSet", "supernodes-default")
-    assert flag(node_args, "--auth-supernode-private-key") == "/etc/flwr/auth/node-$(PARTITION_ID).key"
-    keys = rendering.of_type("tls:index/privateKey:PrivateKey")
-    assert len([k for k in keys if "supernode" in k["name"]]) == 3
-    assert all(k["inputs"] == {"algorithm": "ECDSA", "ecdsaCurve": "P384"} for k in keys)
-    secret = next(r for r in rendering.resources() if r["name"] == "secret:fl/supernode-auth")
-    assert secret["inputs"]["stringData"] == "[secret]"
-    (job,) = [r for r in rendering.resources() if r["type"] == "kubernetes:batch/v1:Job"]
-    assert job["options"]["dependsOn"] == ["kubernetes:apps/v1:Deployment::deployment:fl/superlink"]
+    keys = [k for k in rendering.of_type("tls:index/privateKey:PrivateKey") if "supernode" in k["name"]]
+    assert len(keys) == 3 and all(k["inputs"] == {"algorithm": "ECDSA", "ecdsaCurve": "P384"} for k in keys)
+    selectors = []
+    for partition in range(3):
+        sts = rendering.find("StatefulSet", f"supernodes-default-{partition}", "fl")
+        assert (sts["spec"]["replicas"], sts["spec"]["ordinals"]["start"]) == (1, partition)
+        args = sts["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert flag(args, "--auth-supernode-private-key") == "/etc/flwr/auth/node.key"
+        assert flag(args, "--node-config") == "partition-id=$(PARTITION_ID) num-partitions=3"
+        secrets = [v["secret"]["secretName"] for v in sts["spec"]["template"]["spec"]["volumes"] if "secret" in v]
+        assert secrets == [f"supernode-{partition}-auth"]
+        selectors.append(sts["spec"]["selector"]["matchLabels"])
+    assert len({tuple(sorted(sel.items())) for sel in selectors}) == 3  # no StatefulSet adopts another's pod
+    for partition in range(3):
+        secret = rendering.find("Secret", f"supernode-{partition}-auth", "fl")
+        assert set(secret["stringData"]) == {"node.key"}
+    row = next(r for r in rendering.resources() if r["name"] == "secret:fl/supernode-0-auth")
+    assert row["inputs"]["stringData"] == "[secret]"
+    # The registration Job sees public keys only, and runs once the SuperLink is ready.
+    job = rendering.find("Job", "register-supernodes", "fl")
+    volumes = job["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "auth", "configMap": {"name": "supernode-public-keys"}} in volumes
+    assert not any("secret" in v for v in volumes)
+    public = rendering.find("ConfigMap", "supernode-public-keys", "fl")["data"]
+    assert sorted(public) == ["node-0.pub", "node-1.pub", "node-2.pub"]
+    (job_row,) = [r for r in rendering.resources() if r["type"] == "kubernetes:batch/v1:Job"]
+    assert job_row["options"]["dependsOn"] == ["kubernetes:apps/v1:Deployment::deployment:fl/superlink"]
+
+
+def test_pods_roll_when_the_files_they_mount_change() -> None:
+    """A re-issued certificate changes the pod template (the annotation), so the Deployment rolls."""
+    from tests.e2e.real_tls import mocks_with_real_tls
+
+    def annotation(rendering: Any, kind: str, name: str) -> str:
+        template = rendering.find(kind, name, "fl")["spec"]["template"]["metadata"]
+        return str(template["annotations"]["flstack.dev/files-sha256"])
+
+    first, second = render(flower(), mocks_with_real_tls()), render(flower(), mocks_with_real_tls())
+    assert annotation(first, "Deployment", "superlink") != annotation(second, "Deployment", "superlink")
+    assert annotation(first, "StatefulSet", "supernodes-default") != annotation(
+        second, "StatefulSet", "supernodes-default"
+    )
+    same_a, same_b = render(flower()), render(flower())  # same certificates: nothing rolls
+    assert annotation(same_a, "Deployment", "superlink") == annotation(same_b, "Deployment", "superlink")
+    assert (
+        "annotations"
+        not in render(flower(insecure=True)).find("Deployment", "superlink")["spec"]["template"]["metadata"]
+    )
 
 
 def test_outputs_give_a_ready_flwr_config() -> None:
