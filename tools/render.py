@@ -70,6 +70,10 @@ class Rendering:
             for reg in self.recording.resources.values()
             if reg.type.startswith("kubernetes:") and is_kubernetes_object(reg.inputs)
         ]
+        paths = [manifest_path(obj) for obj in objs]
+        clashes = sorted({p for p in paths if paths.count(p) > 1})
+        if clashes:  # two resources would fight over one Kubernetes object
+            raise ValueError(f"{self.stack}: more than one resource manages {', '.join(clashes)}")
         return sorted(objs, key=manifest_path)
 
     def outputs(self, reveal: bool = False) -> dict[str, Any]:

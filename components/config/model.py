@@ -98,13 +98,31 @@ class FederationConfig:
                 )
 
 
+# Namespaces a federation must never claim: the cluster's own, and the one flstack's NFS server lives in.
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+NFS_NAMESPACE = "flstack-nfs"
+
+
 @dataclass(frozen=True)
 class StackConfig:
     target: TargetConfig
     storage: StorageConfig = field(default_factory=StorageConfig)
     federations: list[FederationConfig] = field(default_factory=list)
 
+    def _reserved_namespaces(self) -> Iterator[tuple[str, str]]:
+        for i, fed in enumerate(self.federations):
+            if fed is None:
+                continue
+            owned = [("namespace", fed.home_namespace)]
+            owned += [(f"{fed.framework}.{key}", ns) for key, ns in fed.party_namespaces()]
+            for key, ns in owned:
+                if ns in SYSTEM_NAMESPACES or ns.startswith("kube-"):
+                    yield f"federations[{i}].{key}", f"{ns!r} belongs to Kubernetes itself: pick another namespace"
+                elif ns == NFS_NAMESPACE and self.storage.shared.kind == "nfs":
+                    yield f"federations[{i}].{key}", f"{ns!r} is where flstack runs the NFS server: pick another"
+
     def check(self) -> Iterator[tuple[str, str]]:
+        yield from self._reserved_namespaces()
         if self.storage.shared.kind == "efs" and self.target.kind != "eks":
             yield (
                 "storage.shared.kind",

@@ -126,7 +126,8 @@ def _describe(tp: Any, meta: Mapping[str, Any]) -> str:
     if origin is dict:
         return "a mapping"
     if dataclasses.is_dataclass(tp):
-        return "a mapping with keys " + ", ".join(camel(f.name) for f in _fields(tp))
+        keys = [camel(f.name) for f in _fields(tp) if not f.metadata.get("variants")]
+        return "a mapping with keys " + ", ".join(keys)
     return str(tp)
 
 
@@ -268,7 +269,9 @@ def parse_object(cls: type, raw: Any, path: str, problems: Problems) -> Any:
                     f"rename the block to '{tag}' or change {f.metadata['tag']}",
                 )
         if isinstance(tag, str) and tag in variants:
-            values[f.name] = parse_object(variants[tag], raw.get(tag) or {}, join(path, tag), problems)
+            block = raw.get(tag)
+            # An absent or empty block means all defaults; a list or a string is an error.
+            values[f.name] = parse_object(variants[tag], {} if block is None else block, join(path, tag), problems)
         else:
             values[f.name] = None
     for key in raw:

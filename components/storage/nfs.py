@@ -6,9 +6,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
+from components.config.model import NFS_NAMESPACE
 
 CLASS = "shared-nfs"
-NAMESPACE = "flstack-nfs"
+NAMESPACE = NFS_NAMESPACE
 CHART = "nfs-server-provisioner"
 CHART_VERSION = "1.8.0"
 REPOSITORY = "https://kubernetes-sigs.github.io/nfs-ganesha-server-and-external-provisioner/"

@@ -109,3 +109,35 @@ def test_program_stops_before_registering_anything() -> None:
     with pytest.raises(ConfigError, match="cpus"):
         render({"target": {"kind": "minikube", "minikube": {"cpus": "two"}}}, mock=Counting())
     assert seen == []
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (
+            {"target": MINIKUBE, "federations": [{"name": "fl", "framework": "flower", "flower": []}]},
+            "flstack:federations[0].flower: expected a mapping with keys version,",
+        ),
+        ({"target": "minikube"}, "flstack:target: expected a mapping with keys kind, got 'minikube'"),
+        (
+            {"target": MINIKUBE, "federations": [{"name": "fl", "framework": "flower", "namespace": "kube-system"}]},
+            "flstack:federations[0].namespace: 'kube-system' belongs to Kubernetes itself",
+        ),
+        (
+            {"target": MINIKUBE, "federations": [{"name": "default", "framework": "flower"}]},
+            "flstack:federations[0].namespace: 'default' belongs to Kubernetes itself",
+        ),
+        (
+            {
+                "target": MINIKUBE,
+                "storage": {"shared": {"kind": "nfs"}},
+                "federations": [{"name": "flstack-nfs", "framework": "flower"}],
+            },
+            "flstack:federations[0].namespace: 'flstack-nfs' is where flstack runs the NFS server",
+        ),
+    ],
+)
+def test_blocks_and_namespaces_that_cannot_work(values: dict[str, object], expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(values)
+    assert expected in str(err.value)

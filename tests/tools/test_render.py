@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import filecmp
+import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,13 +25,23 @@ def test_there_are_stacks() -> None:
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_render_twice_is_byte_identical(stack: str, tmp_path: Path) -> None:
+    """One render in a fresh process with another hash seed, one here: same bytes, file for file."""
     first, second = tmp_path / "a", tmp_path / "b"
-    render_tool.render(stack).write(first)
+    result = run_cli(stack, "--out", str(first), env={"PYTHONHASHSEED": "1"})
+    assert result.returncode == 0, result.stderr
     render_tool.render(stack).write(second)
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
     _, mismatch, errors = filecmp.cmpfiles(first, second, [str(f) for f in files], shallow=False)
     assert mismatch == [] and errors == []
+
+
+def test_two_resources_for_one_object_is_an_error() -> None:
+    rendering = render_tool.render("local-flower")
+    deployment = next(r for r in rendering.recording.resources.values() if r.type.endswith(":Deployment"))
+    rendering.recording.resources["urn:copy"] = replace(deployment, urn="urn:copy", name="copy")
+    with pytest.raises(ValueError, match=r"more than one resource manages demo/Deployment\.superlink\.yaml"):
+        rendering.manifests()
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -63,10 +75,11 @@ def parse_version(stack: str) -> str:
     return version
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "tools.render", *args],
         check=False,
+        env={**os.environ, **(env or {})},
         cwd=stack_files.ROOT,
         capture_output=True,
         text=True,
