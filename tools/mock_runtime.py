@@ -78,6 +78,7 @@ DEFAULT_SYNTHESIZERS: dict[str, Synthesizer] = {
 # Invokes (data sources) the program makes, answered the same way every time.
 Call = Callable[[dict[str, Any], str], dict[str, Any]]  # (args, region of the provider) -> result
 DEFAULT_CALLS: dict[str, Call] = {
+    "command:local:run": lambda args, region: {"stdout": f"<stdout of: {args.get('command')}>", "stderr": ""},
     "aws:index/getAvailabilityZones:getAvailabilityZones": lambda args, region: {
         "names": [f"{region}{zone}" for zone in "abcd"],
         "zoneIds": [f"mock-az{i}" for i in range(1, 5)],

@@ -42,6 +42,10 @@ def start_command(s: MinikubeSettings) -> str:
     return shlex.join(args)
 
 
+def kubeconfig_command(profile: str) -> str:
+    return shlex.join(["kubectl", "config", "view", "--raw", "--minify", "--flatten", "--context", profile])
+
+
 class MinikubeCluster(pulumi.ComponentResource):
     """`minikube start -p PROFILE` on create, `minikube delete -p PROFILE` on destroy, and a provider for it."""
 
@@ -57,17 +61,15 @@ class MinikubeCluster(pulumi.ComponentResource):
             triggers=[start_command(s)],
             opts=pulumi.ResourceOptions(parent=self, provider=local, delete_before_replace=True),
         )
-        kubeconfig = command.local.Command(
-            f"{name}-kubeconfig",
-            create=shlex.join(["kubectl", "config", "view", "--raw", "--minify", "--flatten", "--context", s.profile]),
-            triggers=[start.id],
-            opts=pulumi.ResourceOptions(
-                parent=self, provider=local, depends_on=[start], additional_secret_outputs=["stdout"]
-            ),
-        )
+        # Read on every run (an invoke, not a resource): with the docker driver the API server's port
+        # changes after `minikube stop/start`, and a kubeconfig captured once would go stale.
+        kubeconfig = command.local.run_output(
+            command=kubeconfig_command(s.profile),
+            opts=pulumi.InvokeOutputOptions(parent=self, provider=local, depends_on=[start]),
+        ).stdout
         self.provider = k8s.Provider(
             f"{name}-k8s",
-            kubeconfig=kubeconfig.stdout,
+            kubeconfig=pulumi.Output.secret(kubeconfig),
             # The identity of the cluster, not its kubeconfig text: a refreshed kubeconfig (new port after
             # a restart, rotated certificates) must not replace every object on the cluster.
             cluster_identifier=f"minikube/{s.profile}",
