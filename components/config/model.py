@@ -121,8 +121,20 @@ class StackConfig:
                 elif ns == NFS_NAMESPACE and self.storage.shared.kind == "nfs":
                     yield f"federations[{i}].{key}", f"{ns!r} is where flstack runs the NFS server: pick another"
 
+    def _shared_storage_users(self) -> Iterator[tuple[str, str]]:
+        if self.storage.shared.kind != "none":
+            return
+        for i, fed in enumerate(self.federations):
+            keys: list[str] = getattr(getattr(fed, "settings", None), "shared_storage_keys", list)()
+            for key in keys:
+                yield (
+                    f"federations[{i}].{fed.framework}.{key}",
+                    "needs ReadWriteMany storage: set flstack:storage.shared.kind (nfs, efs on eks, or existing)",
+                )
+
     def check(self) -> Iterator[tuple[str, str]]:
         yield from self._reserved_namespaces()
+        yield from self._shared_storage_users()
         if self.storage.shared.kind == "efs" and self.target.kind != "eks":
             yield (
                 "storage.shared.kind",

@@ -58,6 +58,15 @@ class SupernodeGroup:
 
 
 @dataclass(frozen=True)
+class SharedData:
+    """A ReadWriteMany volume (the stack's `shared` storage) mounted into every SuperNode, e.g. datasets."""
+
+    size: str = rule("10Gi", pattern=QUANTITY, pattern_help=QUANTITY_HELP)
+    mount_path: str = rule("/data", pattern=r"/[A-Za-z0-9_./-]*", pattern_help="an absolute path such as /data")
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
 class FlowerSettings:
     version: str = rule("1.41.0", pattern=r"[0-9]+\.[0-9]+\.[0-9]+", pattern_help="a Flower release such as 1.41.0")
     supernodes: int | None = rule(None, min=1)  # one group called `default`; or use `groups`
@@ -74,6 +83,11 @@ class FlowerSettings:
     exposure: Exposure = field(default_factory=Exposure)
     # SuperNodes or `flwr` users outside this federation's namespace that may reach the SuperLink.
     allowed_cidrs: list[str] = rule(default_factory=list, valid=is_cidr, pattern_help=CIDR_HELP)
+    shared_data: SharedData | None = None
+
+    def shared_storage_keys(self) -> list[str]:
+        """The settings that need the stack's ReadWriteMany `shared` storage (checked before anything exists)."""
+        return ["sharedData"] if self.shared_data is not None else []
 
     def check(self) -> Iterator[tuple[str, str]]:
         yield from _check_node_config("nodeConfig", self.node_config)
@@ -199,6 +213,11 @@ class FlowerFederation(pulumi.ComponentResource):
             # The SuperLink database outlives the pods, `pulumi destroy` and replacements.
             platform.opts(self, depends_on=[namespace], retain_on_delete=True),
         )
+        if s.shared_data is not None:
+            kube.apply(
+                self._shared_data_claim(ns, s.shared_data, platform.storage.require_shared("Flower's sharedData")),
+                platform.opts(self, depends_on=[namespace], retain_on_delete=True),
+            )
         superlink = kube.apply(self._superlink(ns), platform.opts(self, depends_on=[state]))
         kube.apply(self._superlink_service(ns), namespace_opts)
         kube.apply(self._superlink_policy(ns), namespace_opts)
@@ -298,6 +317,18 @@ class FlowerFederation(pulumi.ComponentResource):
             "kind": "PersistentVolumeClaim",
             "metadata": {"name": "superlink-state", "namespace": ns, "labels": self._labels("superlink")},
             "spec": spec,
+        }
+
+    def _shared_data_claim(self, ns: str, data: SharedData, storage_class: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "shared-data", "namespace": ns, "labels": self._labels("supernode")},
+            "spec": {
+                "accessModes": ["ReadWriteMany"],  # every SuperNode, on any node, at once
+                "storageClassName": storage_class,
+                "resources": {"requests": {"storage": data.size}},
+            },
         }
 
     def superlink_args(self) -> list[str]:
@@ -433,6 +464,9 @@ class FlowerFederation(pulumi.ComponentResource):
             mounts.append({"name": "auth", "mountPath": AUTH_DIR, "readOnly": True})
             auth = {"secretName": f"supernode-{first}-auth", "defaultMode": 0o440}
             volumes.append({"name": "auth", "secret": auth})
+        if s.shared_data is not None:
+            mounts.append({"name": "data", "mountPath": s.shared_data.mount_path, "readOnly": s.shared_data.read_only})
+            volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": "shared-data"}})
         env = [
             {
                 "name": "PARTITION_ID",

@@ -301,3 +301,22 @@ def test_every_variant_is_schema_valid(settings: dict[str, Any]) -> None:
     rendering = render(flower(**settings))
     errors = [e for obj in rendering.manifests() for e in schema_errors(obj, "1.34.0")]
     assert errors == [], json.dumps(errors, indent=1)
+
+
+def test_shared_data_is_a_read_write_many_claim_on_the_shared_class_mounted_by_every_supernode() -> None:
+    config = {**flower(sharedData={"size": "50Gi"}), "storage": {"shared": {"kind": "nfs"}}}
+    rendering = render(config)
+    claim = rendering.find("PersistentVolumeClaim", "shared-data", "fl")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert claim["spec"]["storageClassName"] == "shared-nfs"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "50Gi"
+    row = next(r for r in rendering.resources() if r["name"] == "persistentvolumeclaim:fl/shared-data")
+    assert row["options"]["retainOnDelete"] is True
+    pod = rendering.find("StatefulSet", "supernodes-default", "fl")["spec"]["template"]["spec"]
+    assert {"name": "data", "mountPath": "/data", "readOnly": True} in pod["containers"][0]["volumeMounts"]
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": "shared-data"}} in pod["volumes"]
+
+
+def test_shared_data_without_shared_storage_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"flstack:federations\[0\]\.flower\.sharedData: needs ReadWriteMany storage"):
+        render(flower(sharedData={}))
