@@ -197,10 +197,13 @@ class NvflareFederation(pulumi.ComponentResource):
         # Private keys: secret whatever the engine does with additional_secret_outputs.
         startup: pulumi.Output[dict[str, Any]] = kits.startup_kits.apply(pulumi.Output.secret)
 
-        namespaces = {ns: kube.apply(kube.namespace(ns), platform.opts(self))}
+        # Each of these namespaces holds a retained workspace PVC: deleting the namespace would delete the PVC
+        # with it, so `pulumi destroy` leaves them too.
+        kept = platform.opts(self, retain_on_delete=True)
+        namespaces = {ns: kube.apply(kube.namespace(ns), kept)}
         for site_namespace in sorted(set(site_ns.values()) - {ns}):
             manifest = kube.namespace(site_namespace, {SITES_OF_LABEL: name})
-            namespaces[site_namespace] = kube.apply(manifest, platform.opts(self))
+            namespaces[site_namespace] = kube.apply(manifest, kept)
         for namespace, resource in namespaces.items():
             in_ns = platform.opts(self, depends_on=[resource])
             kube.apply(kube.deny_ingress(namespace), in_ns)

@@ -355,8 +355,21 @@ def test_workspaces_are_retained_on_delete(default: Rendering) -> None:
         "persistentvolumeclaim:demo/nvflare-server-workspace",
     ]
     assert all(r["options"]["retainOnDelete"] for r in claims)
-    others = [r for r in default.resources() if r["type"].startswith("kubernetes:") and r not in claims]
+    # Deleting a namespace deletes its PVCs: the namespaces holding them are retained too.
+    namespaces = [r for r in default.resources() if r["type"] == "kubernetes:core/v1:Namespace"]
+    assert sorted(r["name"] for r in namespaces if r["options"]["retainOnDelete"]) == [
+        "namespace:demo",
+        "namespace:demo-site-1",
+        "namespace:demo-site-2",
+    ]
+    others = [r for r in default.resources() if r["type"].startswith("kubernetes:") and r not in claims + namespaces]
     assert not any(r["options"]["retainOnDelete"] for r in others)
+
+
+def test_shared_site_namespaces_retain_the_one_namespace_holding_every_workspace() -> None:
+    rows = render(config(siteNamespaces="shared")).resources()
+    (namespace,) = [r for r in rows if r["type"] == "kubernetes:core/v1:Namespace"]
+    assert namespace["name"] == "namespace:demo" and namespace["options"]["retainOnDelete"] is True
 
 
 # --- adding a third site --------------------------------------------------------------------------
