@@ -8,7 +8,9 @@ one port; NetworkPolicies let only this federation's sites (and its admin pod) r
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -44,6 +46,10 @@ ADMIN_MODULE = "nvflare.fuel.hci.tools.admin"
 SITE_LABEL = "flstack.dev/nvflare-site"
 # On every site namespace: the server's NetworkPolicy admits site pods from namespaces carrying it.
 SITES_OF_LABEL = "flstack.dev/nvflare-sites-of"
+# On every pod template: a digest of the kit it mounts, so a changed kit (new hostnames, a new CA generation,
+# re-issued certificates) rolls the Deployment instead of waiting for the kubelet to refresh the files under a
+# process that read them at start.
+KIT_HASH_ANNOTATION = "flstack.dev/kit-sha256"
 RESERVED_SITE_NAMES = (SERVER, ADMIN)
 # Kubernetes job launcher rights, from the API calls in nvflare 2.9's k8s_launcher.py: pods are created,
 # read and deleted; events listed (pending-pod diagnostics); per-job Secrets created, replaced, patched
@@ -214,19 +220,21 @@ class NvflareFederation(pulumi.ComponentResource):
                 kube.apply(self._launcher_binding(namespace), in_ns)
 
         home = platform.opts(self, depends_on=[namespaces[ns]])
-        self._kit(ns, SERVER, _part(startup, "server"), _part(kits.local_config, "server"), home)
+        server_kit = self._kit(ns, SERVER, _part(startup, "server"), _part(kits.local_config, "server"), home)
         workspace = kube.apply(self._workspace_claim(ns, SERVER, "server"), self._retained(namespaces[ns]))
-        kube.apply(self._server(ns), platform.opts(self, depends_on=[workspace]))
+        kube.apply(self._server(ns, server_kit), platform.opts(self, depends_on=[workspace]))
         kube.apply(self._server_service(ns), home)
         kube.apply(self._server_policy(ns), home)
-        self._kit(ns, ADMIN, _part(startup, "admin"), _part(kits.local_config, "admin"), home)
-        kube.apply(self._admin(ns), home)
+        admin_kit = self._kit(ns, ADMIN, _part(startup, "admin"), _part(kits.local_config, "admin"), home)
+        kube.apply(self._admin(ns, admin_kit), home)
 
         for site, namespace in site_ns.items():
             in_ns = platform.opts(self, depends_on=[namespaces[namespace]])
-            self._kit(namespace, site, _part(startup, "sites", site), _part(kits.local_config, "sites", site), in_ns)
+            site_kit = self._kit(
+                namespace, site, _part(startup, "sites", site), _part(kits.local_config, "sites", site), in_ns
+            )
             claim = kube.apply(self._workspace_claim(namespace, site, "site"), self._retained(namespaces[namespace]))
-            kube.apply(self._site(namespace, site), platform.opts(self, depends_on=[claim]))
+            kube.apply(self._site(namespace, site, site_kit), platform.opts(self, depends_on=[claim]))
             if self.kubernetes_launcher:
                 kube.apply(self._site_service(namespace, site), in_ns)
                 kube.apply(self._site_policy(namespace, site), in_ns)
@@ -349,9 +357,12 @@ class NvflareFederation(pulumi.ComponentResource):
         startup: pulumi.Output[dict[str, str]],
         local: pulumi.Output[dict[str, str]],
         opts: pulumi.ResourceOptions,
-    ) -> None:
+    ) -> pulumi.Output[str]:
+        """The kit's Secret and ConfigMap; returns the kit's digest for the pod template that mounts them."""
         kube.apply(self._kit_secret(ns, prefix, startup), opts)
         kube.apply(self._kit_config(ns, prefix, local), opts)
+        # A one-way digest of the files, not the files: shown in plain text so previews say which pods roll.
+        return pulumi.Output.unsecret(pulumi.Output.all(startup=startup, local=local).apply(kit_digest))
 
     def _kit_secret(self, ns: str, prefix: str, files: pulumi.Input[dict[str, str]]) -> dict[str, Any]:
         return {
@@ -395,7 +406,13 @@ class NvflareFederation(pulumi.ComponentResource):
         }
 
     def _deployment(
-        self, ns: str, name: str, labels: dict[str, str], pod: dict[str, Any], replicas: int = 1
+        self,
+        ns: str,
+        name: str,
+        labels: dict[str, str],
+        pod: dict[str, Any],
+        kit: pulumi.Input[str],
+        replicas: int = 1,
     ) -> dict[str, Any]:
         return {
             "apiVersion": "apps/v1",
@@ -406,7 +423,7 @@ class NvflareFederation(pulumi.ComponentResource):
                 # One process per workspace (ReadWriteOnce volume): never two at once, even during a rollout.
                 "strategy": {"type": "Recreate"},
                 "selector": {"matchLabels": _selector(labels)},
-                "template": {"metadata": {"labels": labels}, "spec": pod},
+                "template": {"metadata": {"labels": labels, "annotations": {KIT_HASH_ANNOTATION: kit}}, "spec": pod},
             },
         }
 
@@ -424,7 +441,7 @@ class NvflareFederation(pulumi.ComponentResource):
             "securityContext": kube.container_security(),
         }
 
-    def _server(self, ns: str) -> dict[str, Any]:
+    def _server(self, ns: str, kit: pulumi.Input[str]) -> dict[str, Any]:
         s = self.settings
         container = self._fl_container("server", server_args(s.org), s.server_resources)
         container["ports"] = [{"name": "fl", "containerPort": FL_PORT, "protocol": "TCP"}]
@@ -440,9 +457,9 @@ class NvflareFederation(pulumi.ComponentResource):
             *SCRATCH_VOLUMES,
         ]
         pod = self._pod([container], volumes, self.kubernetes_launcher)
-        return self._deployment(ns, SERVER, self._labels("server"), pod)
+        return self._deployment(ns, SERVER, self._labels("server"), pod, kit)
 
-    def _site(self, ns: str, site: str) -> dict[str, Any]:
+    def _site(self, ns: str, site: str, kit: pulumi.Input[str]) -> dict[str, Any]:
         s = self.settings
         # No probes: a site listens on nothing (it dials the server); if the process exits the pod restarts,
         # and the admin's `check_status client` shows whether it is registered.
@@ -455,9 +472,9 @@ class NvflareFederation(pulumi.ComponentResource):
             *SCRATCH_VOLUMES,
         ]
         pod = self._pod([container], volumes, self.kubernetes_launcher)
-        return self._deployment(ns, site, self._labels("site", site), pod)
+        return self._deployment(ns, site, self._labels("site", site), pod, kit)
 
-    def _admin(self, ns: str) -> dict[str, Any]:
+    def _admin(self, ns: str, kit: pulumi.Input[str]) -> dict[str, Any]:
         """The admin console's home: scaled to zero, started with the `adminStart` output when needed."""
         idle = "import signal, sys; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); signal.pause()"
         container = {
@@ -483,7 +500,7 @@ class NvflareFederation(pulumi.ComponentResource):
             *SCRATCH_VOLUMES,
         ]
         pod = self._pod([container], volumes, launcher=False)
-        return self._deployment(ns, ADMIN, self._labels("admin"), pod, replicas=0)
+        return self._deployment(ns, ADMIN, self._labels("admin"), pod, kit, replicas=0)
 
     def _server_service(self, ns: str) -> dict[str, Any]:
         ports = [{"name": "fl", "port": FL_PORT, "targetPort": "fl", "protocol": "TCP"}]
@@ -547,6 +564,11 @@ class NvflareFederation(pulumi.ComponentResource):
                 "ingress": [{"from": [jobs], "ports": [{"protocol": "TCP", "port": PARENT_PORT}]}],
             },
         }
+
+
+def kit_digest(kit: dict[str, Any]) -> str:
+    """sha256 of a participant's kit files (startup/ and local/), independent of key order."""
+    return hashlib.sha256(json.dumps(kit, sort_keys=True).encode()).hexdigest()
 
 
 def _part(kits: pulumi.Output[dict[str, Any]], *keys: str) -> pulumi.Output[dict[str, str]]:

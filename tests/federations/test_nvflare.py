@@ -16,7 +16,7 @@ from components.federations import nvflare, nvflare_kits
 from components.federations.nvflare_kits import KitProvider
 from tests.helpers import MINIKUBE, render
 from tools import diff, stack_files
-from tools.mock_runtime import plain
+from tools.mock_runtime import OfflineMocks, plain
 from tools.render import Rendering
 
 
@@ -170,6 +170,57 @@ def test_the_admin_console_command_is_an_output(default: Rendering) -> None:
     assert admin["replicas"] == 0  # the project admin's credential is only live while someone uses it
     mounts = {m["name"]: m["mountPath"] for m in admin["template"]["spec"]["containers"][0]["volumeMounts"]}
     assert mounts["startup"] == "/var/tmp/nvflare/admin/startup"
+
+
+# --- kit rotation ---------------------------------------------------------------------------------
+
+
+def kit_hashes(rendering: Rendering) -> dict[str, str]:
+    return {
+        d["metadata"]["name"]: d["spec"]["template"]["metadata"]["annotations"][nvflare.KIT_HASH_ANNOTATION]
+        for d in objects(rendering, "Deployment")
+    }
+
+
+def test_every_pod_template_carries_the_digest_of_the_kit_it_mounts(default: Rendering) -> None:
+    kits = nvflare_kits.placeholder_outputs(kit_inputs(default))
+    startup, local = kits["startupKits"], kits["localConfig"]
+    assert kit_hashes(default) == {
+        "nvflare-server": nvflare.kit_digest({"startup": startup["server"], "local": local["server"]}),
+        "nvflare-admin": nvflare.kit_digest({"startup": startup["admin"], "local": local["admin"]}),
+        "site-1": nvflare.kit_digest({"startup": startup["sites"]["site-1"], "local": local["sites"]["site-1"]}),
+        "site-2": nvflare.kit_digest({"startup": startup["sites"]["site-2"], "local": local["sites"]["site-2"]}),
+    }
+    assert len(set(kit_hashes(default).values())) == 4
+    # A digest, not the key material: readable in previews, so they show which Deployments roll.
+    rows = [r for r in default.resources() if r["type"] == "kubernetes:apps/v1:Deployment"]
+    assert all(
+        len(r["inputs"]["spec"]["template"]["metadata"]["annotations"][nvflare.KIT_HASH_ANNOTATION]) == 64 for r in rows
+    )
+
+
+def test_the_kit_digest_ignores_key_order_and_sees_any_changed_file() -> None:
+    kit = {"startup": {"server.crt": "a", "rootCA.pem": "b"}, "local": {"resources.json.default": "c"}}
+    reordered = {"local": {"resources.json.default": "c"}, "startup": {"rootCA.pem": "b", "server.crt": "a"}}
+    assert nvflare.kit_digest(kit) == nvflare.kit_digest(reordered)
+    assert nvflare.kit_digest(kit) != nvflare.kit_digest({**kit, "startup": {**kit["startup"], "server.crt": "a2"}})
+    assert nvflare.kit_digest(kit) != nvflare.kit_digest({**kit, "local": {}})
+
+
+def test_a_reissued_kit_rolls_only_the_deployment_that_mounts_it() -> None:
+    """New hostnames re-issue the server certificate (as nvflare's provisioning does): only the server rolls."""
+
+    def provision(args: Any) -> dict[str, Any]:
+        inputs = plain(args.inputs, reveal=True)
+        outs = nvflare_kits.placeholder_outputs(inputs)
+        outs["startupKits"]["server"]["server.crt"] += ",".join(inputs["hostNames"])
+        return outs
+
+    mock = OfflineMocks(synthesizers={nvflare_kits.TYPE: provision})
+    before = kit_hashes(render(config(), mock))
+    assert kit_hashes(render(config(), mock)) == before  # identical kits, identical templates
+    after = kit_hashes(render(config(exposure={"hostnames": ["fl.example.org"]}), mock))
+    assert {name for name in before if before[name] != after[name]} == {"nvflare-server"}
 
 
 # --- hardening ------------------------------------------------------------------------------------
