@@ -1,5 +1,9 @@
 """NVIDIA FLARE: one server, one Deployment per site (each in its own namespace by default), an admin pod.
 
+The admin pod and its kit (the project admin's credential) live in their own namespace `<home>-admin`:
+with the Kubernetes job launcher, the server's launcher account may create pods and write Secrets in the
+home namespace, and must not be able to mount or overwrite that kit.
+
 Startup kits come from nvflare's own provisioning (`nvflare_kits`), made once and kept in the stack
 state: a pod gets its kit's startup/ from a Secret and local/ from a ConfigMap, mounted into its
 workspace exactly where nvflare looks for them. Sites dial the server's Service FQDN over mTLS on
@@ -46,11 +50,18 @@ ADMIN_MODULE = "nvflare.fuel.hci.tools.admin"
 SITE_LABEL = "flstack.dev/nvflare-site"
 # On every site namespace: the server's NetworkPolicy admits site pods from namespaces carrying it.
 SITES_OF_LABEL = "flstack.dev/nvflare-sites-of"
+# On the admin namespace: the server's NetworkPolicy admits the admin pod from the namespace carrying it.
+ADMIN_OF_LABEL = "flstack.dev/nvflare-admin-of"
 # On every pod template: a digest of the kit it mounts, so a changed kit (new hostnames, a new CA generation,
 # re-issued certificates) rolls the Deployment instead of waiting for the kubelet to refresh the files under a
 # process that read them at start.
 KIT_HASH_ANNOTATION = "flstack.dev/kit-sha256"
-RESERVED_SITE_NAMES = (SERVER, ADMIN)
+# Site names that would take another object's name: the value says whose.
+RESERVED_SITE_NAMES = {
+    SERVER: "the name of the server's objects",
+    ADMIN: "the name of the admin's objects",
+    "admin": "taken: `<namespace>-admin` is the admin's namespace",
+}
 # Kubernetes job launcher rights, from the API calls in nvflare 2.9's k8s_launcher.py: pods are created,
 # read and deleted; events listed (pending-pod diagnostics); per-job Secrets created, replaced, patched
 # (owner reference) and deleted. nvflare's Helm chart also grants pods list/watch, events get/watch and
@@ -95,7 +106,13 @@ class NvflareSettings:
                 yield f"sites[{i}]", f"{site!r} is already sites[{first[site]}]: site names must be unique"
             first.setdefault(site, i)
             if site in RESERVED_SITE_NAMES:
-                yield f"sites[{i}]", f"{site!r} is the name of the server's or admin's objects: pick another"
+                yield f"sites[{i}]", f"{site!r} is {RESERVED_SITE_NAMES[site]}: pick another"
+        if self.job_launcher == "kubernetes" and self.site_namespaces == "shared":
+            yield (
+                "jobLauncher",
+                "'kubernetes' needs siteNamespaces 'separate': in one shared namespace every site's parent would "
+                "use the same launcher account, which can start pods mounting the other sites' keys",
+            )
         installed = _installed_nvflare()
         if installed != self.version:
             yield (
@@ -107,10 +124,14 @@ class NvflareSettings:
     def site_namespace(self, site: str, home: str) -> str:
         return f"{home}-{site}" if self.site_namespaces == "separate" else home
 
+    def admin_namespace(self, home: str) -> str:
+        return f"{home}-admin"
+
     def party_namespaces(self, home: str) -> list[tuple[str, str]]:
+        admin = [("admin", self.admin_namespace(home))]
         if self.site_namespaces == "shared":
-            return []
-        return [(f"sites[{i}]", self.site_namespace(site, home)) for i, site in enumerate(self.sites)]
+            return admin
+        return [*admin, *((f"sites[{i}]", self.site_namespace(site, home)) for i, site in enumerate(self.sites))]
 
     def image_ref(self) -> str:
         return f"{self.image}:{self.version}"
@@ -190,6 +211,8 @@ class NvflareFederation(pulumi.ComponentResource):
         self.server_fqdn = dns_names[-1]
         site_ns = {site: s.site_namespace(site, ns) for site in s.sites}
         self.site_namespaces = site_ns
+        admin_ns = s.admin_namespace(ns)
+        self.admin_namespace = admin_ns
 
         # The Python dynamic-provider plugin, named explicitly: default providers are disabled for every package.
         dynamic_provider = pulumi.ProviderResource(
@@ -213,8 +236,7 @@ class NvflareFederation(pulumi.ComponentResource):
         for namespace, resource in namespaces.items():
             in_ns = platform.opts(self, depends_on=[resource])
             kube.apply(kube.deny_ingress(namespace), in_ns)
-            for account in self._service_accounts(namespace, home=ns):
-                kube.apply(account, in_ns)
+            kube.apply(self._fl_service_account(namespace), in_ns)
             if self.kubernetes_launcher:  # every namespace runs a parent that launches job pods
                 kube.apply(self._launcher_role(namespace), in_ns)
                 kube.apply(self._launcher_binding(namespace), in_ns)
@@ -225,8 +247,14 @@ class NvflareFederation(pulumi.ComponentResource):
         kube.apply(self._server(ns, server_kit), platform.opts(self, depends_on=[workspace]))
         kube.apply(self._server_service(ns), home)
         kube.apply(self._server_policy(ns), home)
-        admin_kit = self._kit(ns, ADMIN, _part(startup, "admin"), _part(kits.local_config, "admin"), home)
-        kube.apply(self._admin(ns, admin_kit), home)
+
+        # The admin's namespace: no Role, no API token, no PVC; nothing else runs there.
+        admin_namespace = kube.apply(kube.namespace(admin_ns, {ADMIN_OF_LABEL: name}), platform.opts(self))
+        in_admin = platform.opts(self, depends_on=[admin_namespace])
+        kube.apply(kube.deny_ingress(admin_ns), in_admin)
+        kube.apply(self._service_account(admin_ns, "nvflare", automount=False), in_admin)
+        admin_kit = self._kit(admin_ns, ADMIN, _part(startup, "admin"), _part(kits.local_config, "admin"), in_admin)
+        kube.apply(self._admin(admin_ns, admin_kit), in_admin)
 
         for site, namespace in site_ns.items():
             in_ns = platform.opts(self, depends_on=[namespaces[namespace]])
@@ -239,21 +267,22 @@ class NvflareFederation(pulumi.ComponentResource):
                 kube.apply(self._site_service(namespace, site), in_ns)
                 kube.apply(self._site_policy(namespace, site), in_ns)
 
-        admin_exec = f"kubectl -n {ns} exec -it deploy/{ADMIN} --"
+        admin_exec = f"kubectl -n {admin_ns} exec -it deploy/{ADMIN} --"
         self.outputs: dict[str, Any] = {
             "namespace": ns,
+            "adminNamespace": admin_ns,
             "serverAddress": f"{self.server_fqdn}:{FL_PORT}",
             "sites": {site: site_ns[site] for site in s.sites},
             "jobLauncher": s.job_launcher,
             "rootCa": kits.root_ca,
             # The admin kit is the project admin's credential: its pod only runs while someone uses it.
-            "adminStart": f"kubectl -n {ns} scale deploy/{ADMIN} --replicas=1 && "
-            f"kubectl -n {ns} rollout status deploy/{ADMIN}",
+            "adminStart": f"kubectl -n {admin_ns} scale deploy/{ADMIN} --replicas=1 && "
+            f"kubectl -n {admin_ns} rollout status deploy/{ADMIN}",
             "adminConsole": f"{admin_exec} python3 {' '.join(admin_console_args())}",
             "adminUser": s.admin,  # the console asks for it: the name in the admin kit's certificate
-            "systemStatus": f"kubectl -n {ns} exec deploy/{ADMIN} -- python3 -m nvflare.cli system status "
+            "systemStatus": f"kubectl -n {admin_ns} exec deploy/{ADMIN} -- python3 -m nvflare.cli system status "
             f"--startup-kit {ADMIN_WORKSPACE}",
-            "adminStop": f"kubectl -n {ns} scale deploy/{ADMIN} --replicas=0",
+            "adminStop": f"kubectl -n {admin_ns} scale deploy/{ADMIN} --replicas=0",
         }
         self.register_outputs(self.outputs)
 
@@ -316,14 +345,11 @@ class NvflareFederation(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions = self._platform.opts(self, depends_on=[namespace], retain_on_delete=True)
         return opts
 
-    def _service_accounts(self, namespace: str, home: str) -> list[dict[str, Any]]:
-        accounts = []
-        if namespace == home or not self.kubernetes_launcher:
-            # Admin pod (and every pod with the process launcher): no Kubernetes API access at all.
-            accounts.append(self._service_account(namespace, "nvflare", automount=False))
+    def _fl_service_account(self, namespace: str) -> dict[str, Any]:
+        """The server's or sites' account: no Kubernetes API access at all, unless they launch job pods."""
         if self.kubernetes_launcher:
-            accounts.append(self._service_account(namespace, "nvflare-launcher", automount=True))
-        return accounts
+            return self._service_account(namespace, "nvflare-launcher", automount=True)
+        return self._service_account(namespace, "nvflare", automount=False)
 
     def _service_account(self, ns: str, name: str, automount: bool) -> dict[str, Any]:
         return {
@@ -519,7 +545,11 @@ class NvflareFederation(pulumi.ComponentResource):
 
     def _server_policy(self, ns: str) -> dict[str, Any]:
         s = self.settings
-        peers = [*self._site_peers("site"), {"podSelector": {"matchLabels": _selector(self._labels("admin"))}}]
+        admin = {
+            "namespaceSelector": {"matchLabels": {ADMIN_OF_LABEL: self.name}},
+            "podSelector": {"matchLabels": _selector(self._labels("admin"))},
+        }
+        peers = [*self._site_peers("site"), admin]
         rules: list[dict[str, Any]] = []
         if self.kubernetes_launcher:
             # Job pods (labelled by the study pod template) join the server's backbone and their parent's port.

@@ -50,6 +50,11 @@ BAD = [
     ({"sites": ["site-1", "site-1"]}, "flstack:federations[0].nvflare.sites[1]: 'site-1' is already sites[0]"),
     ({"sites": []}, "flstack:federations[0].nvflare.sites: required: list at least one site"),
     ({"sites": ["nvflare-server"]}, "flstack:federations[0].nvflare.sites[0]: 'nvflare-server' is the name of"),
+    ({"sites": ["admin"]}, "flstack:federations[0].nvflare.sites[0]: 'admin' is taken: `<namespace>-admin` is the"),
+    (
+        {"sites": ["a"], "jobLauncher": "kubernetes", "siteNamespaces": "shared"},
+        "flstack:federations[0].nvflare.jobLauncher: 'kubernetes' needs siteNamespaces 'separate'",
+    ),
     ({"sites": ["2nd-site"]}, "flstack:federations[0].nvflare.sites[0]: expected a DNS-1035 label"),
     ({"sites": ["a"], "org": "my-org"}, "flstack:federations[0].nvflare.org: expected letters, digits and '_'"),
     ({"sites": ["a"], "admin": "root"}, "flstack:federations[0].nvflare.admin: expected an email address"),
@@ -85,6 +90,14 @@ def test_site_namespaces_may_not_collide_with_another_federations() -> None:
     assert "flstack:federations[1].nvflare.sites[0]: 'a-b-c' is already used by federations[0]" in str(err.value)
 
 
+def test_the_admin_namespace_may_not_collide_with_another_federations() -> None:
+    first = {"name": "a-admin", "framework": "flower", "flower": {}}
+    second = {"name": "a", "framework": "nvflare", "nvflare": {"sites": ["s"]}}
+    with pytest.raises(ConfigError) as err:
+        parse(config(first, second))
+    assert "flstack:federations[1].nvflare.admin: 'a-admin' is already used by federations[0]" in str(err.value)
+
+
 def test_bad_settings_stop_the_program_with_one_message_and_no_traceback() -> None:
     with pytest.raises(ConfigError) as err:
         render(config(sites=["ok", "Not OK"], org="a-b"))
@@ -116,7 +129,7 @@ def test_each_site_gets_its_own_namespace_with_kit_workspace_and_deployment(defa
 
 def test_shared_site_namespaces_put_every_site_next_to_the_server() -> None:
     rendering = render(config(siteNamespaces="shared"))
-    assert [o["metadata"]["name"] for o in objects(rendering, "Namespace")] == ["demo"]
+    assert sorted(o["metadata"]["name"] for o in objects(rendering, "Namespace")) == ["demo", "demo-admin"]
     rendering.find("Deployment", "site-1", "demo")
     rendering.find("Deployment", "site-2", "demo")
 
@@ -163,10 +176,13 @@ def test_kits_are_secret_and_made_by_the_explicit_dynamic_provider(default: Rend
 
 def test_the_admin_console_command_is_an_output(default: Rendering) -> None:
     outputs = default.outputs()["federations"]["demo"]
-    console = "kubectl -n demo exec -it deploy/nvflare-admin -- python3 -m nvflare.fuel.hci.tools.admin"
+    console = "kubectl -n demo-admin exec -it deploy/nvflare-admin -- python3 -m nvflare.fuel.hci.tools.admin"
     assert outputs["adminConsole"] == f"{console} -m /var/tmp/nvflare/admin -s fed_admin.json"
+    assert outputs["adminStart"].startswith("kubectl -n demo-admin scale deploy/nvflare-admin --replicas=1 && ")
+    assert outputs["adminStop"] == "kubectl -n demo-admin scale deploy/nvflare-admin --replicas=0"
+    assert outputs["systemStatus"].startswith("kubectl -n demo-admin exec deploy/nvflare-admin -- ")
     assert outputs["serverAddress"] == "nvflare-server.demo.svc.cluster.local:8002"
-    admin = default.find("Deployment", "nvflare-admin", "demo")["spec"]
+    admin = default.find("Deployment", "nvflare-admin", "demo-admin")["spec"]
     assert admin["replicas"] == 0  # the project admin's credential is only live while someone uses it
     mounts = {m["name"]: m["mountPath"] for m in admin["template"]["spec"]["containers"][0]["volumeMounts"]}
     assert mounts["startup"] == "/var/tmp/nvflare/admin/startup"
@@ -290,6 +306,29 @@ def test_the_launcher_role_is_namespaced_and_least_privilege(kubernetes: Renderi
     assert not [o for o in kubernetes.manifests() if o["kind"] in ("ClusterRole", "ClusterRoleBinding")]
 
 
+def test_the_admin_kit_is_out_of_reach_of_the_launcher_accounts(kubernetes: Rendering) -> None:
+    """Launcher accounts create pods and write Secrets in their namespace: the project admin's kit is elsewhere."""
+    in_admin_ns = [o for o in kubernetes.manifests() if o["metadata"].get("namespace") == "demo-admin"]
+    assert sorted((o["kind"], o["metadata"]["name"]) for o in in_admin_ns) == [
+        ("ConfigMap", "nvflare-admin-local"),
+        ("Deployment", "nvflare-admin"),
+        ("NetworkPolicy", "default-deny-ingress"),
+        ("Secret", "nvflare-admin-startup"),
+        ("ServiceAccount", "nvflare"),
+    ]
+    assert kubernetes.find("ServiceAccount", "nvflare", "demo-admin")["automountServiceAccountToken"] is False
+    labels = kubernetes.find("Namespace", "demo-admin")["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    launcher_namespaces = {b["metadata"]["namespace"] for b in objects(kubernetes, "RoleBinding")}
+    secrets = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in objects(kubernetes, "Secret")}
+    assert ("demo-admin", "nvflare-admin-startup") in secrets
+    assert not [ns for ns, name in secrets if name == "nvflare-admin-startup" and ns in launcher_namespaces]
+    # The home namespace has only the launcher's account: the admin pod's is in its own namespace.
+    assert [
+        a["metadata"]["name"] for a in objects(kubernetes, "ServiceAccount") if a["metadata"]["namespace"] == "demo"
+    ] == ["nvflare-launcher"]
+
+
 def test_kubernetes_launcher_job_pods_pass_the_restricted_standard(kubernetes: Rendering) -> None:
     kits = kubernetes.of_type(nvflare_kits.TYPE)[0]["inputs"]["jobLauncher"]
     template = kits["studyRuntime"]["studies"]["default"]["pod_template"]
@@ -346,7 +385,9 @@ def test_only_sites_and_the_admin_reach_the_server(site_namespaces: str) -> None
     site_ns = "demo-site-1" if site_namespaces == "separate" else "demo"
     site = pod_labels(rendering, "site-1", site_ns)
     assert admits(policy, ns_labels, site, 8002)
-    assert admits(policy, ns_labels, pod_labels(rendering, "nvflare-admin", "demo"), 8002)
+    admin = pod_labels(rendering, "nvflare-admin", "demo-admin")
+    assert admits(policy, ns_labels, admin, 8002)
+    assert not admits(policy, ns_labels, ("demo", admin[1]), 8002)  # only from the admin's own namespace
     assert not admits(policy, ns_labels, site, 8102)
     assert not admits(policy, ns_labels, (site_ns, {"app": "something-else"}), 8002)
     impostor = {**site[1], "app.kubernetes.io/part-of": "other-federation"}
@@ -369,7 +410,7 @@ def test_every_namespace_denies_ingress_by_default(default: Rendering) -> None:
         for p in objects(default, "NetworkPolicy")
         if p["metadata"]["name"] == "default-deny-ingress"
     }
-    assert denied == set(namespace_labels(default)) == {"demo", "demo-site-1", "demo-site-2"}
+    assert denied == set(namespace_labels(default)) == {"demo", "demo-admin", "demo-site-1", "demo-site-2"}
     for policy in objects(default, "NetworkPolicy"):
         if policy["metadata"]["name"] == "default-deny-ingress":
             assert policy["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
@@ -419,8 +460,10 @@ def test_workspaces_are_retained_on_delete(default: Rendering) -> None:
 
 def test_shared_site_namespaces_retain_the_one_namespace_holding_every_workspace() -> None:
     rows = render(config(siteNamespaces="shared")).resources()
-    (namespace,) = [r for r in rows if r["type"] == "kubernetes:core/v1:Namespace"]
-    assert namespace["name"] == "namespace:demo" and namespace["options"]["retainOnDelete"] is True
+    namespaces = {
+        r["name"]: r["options"]["retainOnDelete"] for r in rows if r["type"] == "kubernetes:core/v1:Namespace"
+    }
+    assert namespaces == {"namespace:demo": True, "namespace:demo-admin": False}  # no PVC in the admin's
 
 
 # --- adding a third site --------------------------------------------------------------------------
