@@ -254,7 +254,11 @@ class NvflareFederation(pulumi.ComponentResource):
         kube.apply(kube.deny_ingress(admin_ns), in_admin)
         kube.apply(self._service_account(admin_ns, "nvflare", automount=False), in_admin)
         admin_kit = self._kit(admin_ns, ADMIN, _part(startup, "admin"), _part(kits.local_config, "admin"), in_admin)
-        kube.apply(self._admin(admin_ns, admin_kit), in_admin)
+        # People scale the admin pod up and down themselves (the adminStart/adminStop outputs): Pulumi sets
+        # replicas 0 when it creates the Deployment and then leaves the field alone, so the next `pulumi up`
+        # neither scales a running console away nor conflicts with kubectl over `.spec.replicas`.
+        scaled_by_hand = platform.opts(self, depends_on=[admin_namespace], ignore_changes=["spec.replicas"])
+        kube.apply(self._admin(admin_ns, admin_kit), scaled_by_hand)
 
         for site, namespace in site_ns.items():
             in_ns = platform.opts(self, depends_on=[namespaces[namespace]])

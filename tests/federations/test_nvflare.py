@@ -14,7 +14,7 @@ from components import kube
 from components.config import ConfigError, parse
 from components.federations import nvflare, nvflare_kits
 from components.federations.nvflare_kits import KitProvider
-from tests.helpers import MINIKUBE, render
+from tests.helpers import MINIKUBE, by_name, render
 from tools import diff, stack_files
 from tools.mock_runtime import OfflineMocks, plain
 from tools.render import Rendering
@@ -237,6 +237,13 @@ def test_a_reissued_kit_rolls_only_the_deployment_that_mounts_it() -> None:
     assert kit_hashes(render(config(), mock)) == before  # identical kits, identical templates
     after = kit_hashes(render(config(exposure={"hostnames": ["fl.example.org"]}), mock))
     assert {name for name in before if before[name] != after[name]} == {"nvflare-server"}
+
+
+def test_pulumi_leaves_the_admin_replicas_to_kubectl_scale(default: Rendering) -> None:
+    deployments = by_name(default.resources(), "kubernetes:apps/v1:Deployment")
+    assert deployments["deployment:demo-admin/nvflare-admin"]["options"]["ignoreChanges"] == ["spec.replicas"]
+    others = [row for name, row in deployments.items() if name != "deployment:demo-admin/nvflare-admin"]
+    assert len(others) == 3 and not any(row["options"]["ignoreChanges"] for row in others)
 
 
 # --- hardening ------------------------------------------------------------------------------------
