@@ -90,6 +90,15 @@ def test_site_namespaces_may_not_collide_with_another_federations() -> None:
     assert "flstack:federations[1].nvflare.sites[0]: 'a-b-c' is already used by federations[0]" in str(err.value)
 
 
+def test_a_duplicate_site_is_one_problem() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(config(sites=["x", "x"]))
+    message = str(err.value)
+    assert "flstack:federations[0].nvflare.sites[1]: 'x' is already sites[0]" in message
+    assert "already used by federations" not in message  # not also a clash of the federation with itself
+    assert message.startswith("invalid stack config (1 problem)")
+
+
 def test_the_admin_namespace_may_not_collide_with_another_federations() -> None:
     first = {"name": "a-admin", "framework": "flower", "flower": {}}
     second = {"name": "a", "framework": "nvflare", "nvflare": {"sites": ["s"]}}
