@@ -107,6 +107,12 @@ class NvflareSettings:
             first.setdefault(site, i)
             if site in RESERVED_SITE_NAMES:
                 yield f"sites[{i}]", f"{site!r} is {RESERVED_SITE_NAMES[site]}: pick another"
+        if self.exposure.type == "NodePort" and not self.allowed_cidrs:
+            # externalTrafficPolicy Local keeps client IPs: without listed CIDRs the NetworkPolicy admits nobody.
+            yield (
+                "allowedCidrs",
+                "required with exposure type 'NodePort': list the CIDRs of the sites (and admins) outside",
+            )
         if self.job_launcher == "kubernetes" and self.site_namespaces == "shared":
             yield (
                 "jobLauncher",

@@ -52,6 +52,10 @@ BAD = [
     ({"sites": ["nvflare-server"]}, "flstack:federations[0].nvflare.sites[0]: 'nvflare-server' is the name of"),
     ({"sites": ["admin"]}, "flstack:federations[0].nvflare.sites[0]: 'admin' is taken: `<namespace>-admin` is the"),
     (
+        {"sites": ["a"], "exposure": {"type": "NodePort"}},
+        "flstack:federations[0].nvflare.allowedCidrs: required with exposure type 'NodePort'",
+    ),
+    (
         {"sites": ["a"], "jobLauncher": "kubernetes", "siteNamespaces": "shared"},
         "flstack:federations[0].nvflare.jobLauncher: 'kubernetes' needs siteNamespaces 'separate'",
     ),
@@ -97,6 +101,13 @@ def test_a_duplicate_site_is_one_problem() -> None:
     assert "flstack:federations[0].nvflare.sites[1]: 'x' is already sites[0]" in message
     assert "already used by federations" not in message  # not also a clash of the federation with itself
     assert message.startswith("invalid stack config (1 problem)")
+
+
+def test_a_node_port_admits_the_allowed_cidrs() -> None:
+    rendering = render(config(exposure={"type": "NodePort", "nodePort": 30802}, allowedCidrs=["198.51.100.0/24"]))
+    assert rendering.find("Service", "nvflare-server", "demo")["spec"]["externalTrafficPolicy"] == "Local"
+    policy = rendering.find("NetworkPolicy", "nvflare-server-ingress", "demo")
+    assert {"ipBlock": {"cidr": "198.51.100.0/24"}} in policy["spec"]["ingress"][0]["from"]
 
 
 def test_the_admin_namespace_may_not_collide_with_another_federations() -> None:
