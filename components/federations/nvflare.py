@@ -173,13 +173,8 @@ def _module(module: str, config: str) -> list[str]:
     return ["-u", "-m", module, "-m", WORKSPACE, "-s", config]
 
 
-def _env(*pairs: tuple[str, str]) -> list[dict[str, Any]]:
-    return [{"name": k, "value": v} for k, v in pairs]
-
-
-HOME_ENV = _env(("HOME", HOME))
-SCRATCH_MOUNTS: list[dict[str, Any]] = [{"name": "home", "mountPath": HOME}, {"name": "tmp", "mountPath": "/tmp"}]
-SCRATCH_VOLUMES: list[dict[str, Any]] = [{"name": "home", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
+HOME_ENV = kube.env(("HOME", HOME))
+SCRATCH_MOUNTS, SCRATCH_VOLUMES = kube.scratch_volumes(HOME)
 
 
 def _kit_mounts(workspace: str) -> list[dict[str, Any]]:
@@ -362,12 +357,7 @@ class NvflareFederation(pulumi.ComponentResource):
         return self._service_account(namespace, "nvflare", automount=False)
 
     def _service_account(self, ns: str, name: str, automount: bool) -> dict[str, Any]:
-        return {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": {"name": name, "namespace": ns, "labels": kube.labels("nvflare", "identity", self.name)},
-            "automountServiceAccountToken": automount,
-        }
+        return kube.service_account(name, ns, kube.labels("nvflare", "identity", self.name), automount)
 
     def _launcher_role(self, ns: str) -> dict[str, Any]:
         return {
@@ -418,18 +408,8 @@ class NvflareFederation(pulumi.ComponentResource):
         }
 
     def _workspace_claim(self, ns: str, prefix: str, component: str) -> dict[str, Any]:
-        spec: dict[str, Any] = {
-            "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": self.settings.workspace_size}},
-        }
-        if self._platform.storage.data_class:
-            spec["storageClassName"] = self._platform.storage.data_class
-        return {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": f"{prefix}-workspace", "namespace": ns, "labels": self._labels(component)},
-            "spec": spec,
-        }
+        size, storage_class = self.settings.workspace_size, self._platform.storage.data_class
+        return kube.claim(f"{prefix}-workspace", ns, size, storage_class, self._labels(component))
 
     def _pod(self, containers: list[dict[str, Any]], volumes: list[dict[str, Any]], launcher: bool) -> dict[str, Any]:
         return {
