@@ -78,6 +78,41 @@ def namespace(name: str, extra_labels: dict[str, str] | None = None) -> dict[str
     }
 
 
+def service_account(name: str, ns: str, labels: dict[str, str], automount: bool = False) -> dict[str, Any]:
+    """A pod identity; no API token mounted unless asked for."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": name, "namespace": ns, "labels": labels},
+        "automountServiceAccountToken": automount,
+    }
+
+
+def claim(name: str, ns: str, size: str, storage_class: str | None, labels: dict[str, str]) -> dict[str, Any]:
+    """A ReadWriteOnce PersistentVolumeClaim; storage_class None = the cluster's default class."""
+    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}
+    if storage_class:
+        spec["storageClassName"] = storage_class
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name, "namespace": ns, "labels": labels},
+        "spec": spec,
+    }
+
+
+def env(*pairs: tuple[str, str]) -> list[dict[str, Any]]:
+    """Container env entries from (name, value) pairs, in order."""
+    return [{"name": k, "value": v} for k, v in pairs]
+
+
+def scratch_volumes(home: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(mounts, volumes): writable emptyDirs at `home` and /tmp for containers with a read-only root."""
+    mounts = [{"name": "home", "mountPath": home}, {"name": "tmp", "mountPath": "/tmp"}]
+    volumes: list[dict[str, Any]] = [{"name": "home", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
+    return mounts, volumes
+
+
 def deny_ingress(ns: str) -> dict[str, Any]:
     """Default-deny ingress for every pod in the namespace; components then allow what they need."""
     return {

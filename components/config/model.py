@@ -151,7 +151,8 @@ class StackConfig:
             owned = [("namespace", fed.home_namespace)]
             owned += [(f"{fed.framework}.{key}", ns) for key, ns in fed.party_namespaces()]
             for key, ns in owned:
-                if ns in seen_namespaces:
+                # Twice in one federation (a duplicate site): its settings check reports that, once.
+                if ns in seen_namespaces and seen_namespaces[ns] != i:
                     yield (
                         f"federations[{i}].{key}",
                         f"{ns!r} is already used by federations[{seen_namespaces[ns]}]; each federation needs its own",

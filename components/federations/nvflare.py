@@ -1,5 +1,9 @@
 """NVIDIA FLARE: one server, one Deployment per site (each in its own namespace by default), an admin pod.
 
+The admin pod and its kit (the project admin's credential) live in their own namespace `<home>-admin`:
+with the Kubernetes job launcher, the server's launcher account may create pods and write Secrets in the
+home namespace, and must not be able to mount or overwrite that kit.
+
 Startup kits come from nvflare's own provisioning (`nvflare_kits`), made once and kept in the stack
 state: a pod gets its kit's startup/ from a Secret and local/ from a ConfigMap, mounted into its
 workspace exactly where nvflare looks for them. Sites dial the server's Service FQDN over mTLS on
@@ -8,7 +12,9 @@ one port; NetworkPolicies let only this federation's sites (and its admin pod) r
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -44,7 +50,18 @@ ADMIN_MODULE = "nvflare.fuel.hci.tools.admin"
 SITE_LABEL = "flstack.dev/nvflare-site"
 # On every site namespace: the server's NetworkPolicy admits site pods from namespaces carrying it.
 SITES_OF_LABEL = "flstack.dev/nvflare-sites-of"
-RESERVED_SITE_NAMES = (SERVER, ADMIN)
+# On the admin namespace: the server's NetworkPolicy admits the admin pod from the namespace carrying it.
+ADMIN_OF_LABEL = "flstack.dev/nvflare-admin-of"
+# On every pod template: a digest of the kit it mounts, so a changed kit (new hostnames, a new CA generation,
+# re-issued certificates) rolls the Deployment instead of waiting for the kubelet to refresh the files under a
+# process that read them at start.
+KIT_HASH_ANNOTATION = "flstack.dev/kit-sha256"
+# Site names that would take another object's name: the value says whose.
+RESERVED_SITE_NAMES = {
+    SERVER: "the name of the server's objects",
+    ADMIN: "the name of the admin's objects",
+    "admin": "taken: `<namespace>-admin` is the admin's namespace",
+}
 # Kubernetes job launcher rights, from the API calls in nvflare 2.9's k8s_launcher.py: pods are created,
 # read and deleted; events listed (pending-pod diagnostics); per-job Secrets created, replaced, patched
 # (owner reference) and deleted. nvflare's Helm chart also grants pods list/watch, events get/watch and
@@ -89,7 +106,19 @@ class NvflareSettings:
                 yield f"sites[{i}]", f"{site!r} is already sites[{first[site]}]: site names must be unique"
             first.setdefault(site, i)
             if site in RESERVED_SITE_NAMES:
-                yield f"sites[{i}]", f"{site!r} is the name of the server's or admin's objects: pick another"
+                yield f"sites[{i}]", f"{site!r} is {RESERVED_SITE_NAMES[site]}: pick another"
+        if self.exposure.type == "NodePort" and not self.allowed_cidrs:
+            # externalTrafficPolicy Local keeps client IPs: without listed CIDRs the NetworkPolicy admits nobody.
+            yield (
+                "allowedCidrs",
+                "required with exposure type 'NodePort': list the CIDRs of the sites (and admins) outside",
+            )
+        if self.job_launcher == "kubernetes" and self.site_namespaces == "shared":
+            yield (
+                "jobLauncher",
+                "'kubernetes' needs siteNamespaces 'separate': in one shared namespace every site's parent would "
+                "use the same launcher account, which can start pods mounting the other sites' keys",
+            )
         installed = _installed_nvflare()
         if installed != self.version:
             yield (
@@ -101,10 +130,14 @@ class NvflareSettings:
     def site_namespace(self, site: str, home: str) -> str:
         return f"{home}-{site}" if self.site_namespaces == "separate" else home
 
+    def admin_namespace(self, home: str) -> str:
+        return f"{home}-admin"
+
     def party_namespaces(self, home: str) -> list[tuple[str, str]]:
+        admin = [("admin", self.admin_namespace(home))]
         if self.site_namespaces == "shared":
-            return []
-        return [(f"sites[{i}]", self.site_namespace(site, home)) for i, site in enumerate(self.sites)]
+            return admin
+        return [*admin, *((f"sites[{i}]", self.site_namespace(site, home)) for i, site in enumerate(self.sites))]
 
     def image_ref(self) -> str:
         return f"{self.image}:{self.version}"
@@ -140,13 +173,8 @@ def _module(module: str, config: str) -> list[str]:
     return ["-u", "-m", module, "-m", WORKSPACE, "-s", config]
 
 
-def _env(*pairs: tuple[str, str]) -> list[dict[str, Any]]:
-    return [{"name": k, "value": v} for k, v in pairs]
-
-
-HOME_ENV = _env(("HOME", HOME))
-SCRATCH_MOUNTS: list[dict[str, Any]] = [{"name": "home", "mountPath": HOME}, {"name": "tmp", "mountPath": "/tmp"}]
-SCRATCH_VOLUMES: list[dict[str, Any]] = [{"name": "home", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
+HOME_ENV = kube.env(("HOME", HOME))
+SCRATCH_MOUNTS, SCRATCH_VOLUMES = kube.scratch_volumes(HOME)
 
 
 def _kit_mounts(workspace: str) -> list[dict[str, Any]]:
@@ -184,6 +212,8 @@ class NvflareFederation(pulumi.ComponentResource):
         self.server_fqdn = dns_names[-1]
         site_ns = {site: s.site_namespace(site, ns) for site in s.sites}
         self.site_namespaces = site_ns
+        admin_ns = s.admin_namespace(ns)
+        self.admin_namespace = admin_ns
 
         # The Python dynamic-provider plugin, named explicitly: default providers are disabled for every package.
         dynamic_provider = pulumi.ProviderResource(
@@ -197,52 +227,67 @@ class NvflareFederation(pulumi.ComponentResource):
         # Private keys: secret whatever the engine does with additional_secret_outputs.
         startup: pulumi.Output[dict[str, Any]] = kits.startup_kits.apply(pulumi.Output.secret)
 
-        namespaces = {ns: kube.apply(kube.namespace(ns), platform.opts(self))}
+        # Each of these namespaces holds a retained workspace PVC: deleting the namespace would delete the PVC
+        # with it, so `pulumi destroy` leaves them too.
+        kept = platform.opts(self, retain_on_delete=True)
+        namespaces = {ns: kube.apply(kube.namespace(ns), kept)}
         for site_namespace in sorted(set(site_ns.values()) - {ns}):
             manifest = kube.namespace(site_namespace, {SITES_OF_LABEL: name})
-            namespaces[site_namespace] = kube.apply(manifest, platform.opts(self))
+            namespaces[site_namespace] = kube.apply(manifest, kept)
         for namespace, resource in namespaces.items():
             in_ns = platform.opts(self, depends_on=[resource])
             kube.apply(kube.deny_ingress(namespace), in_ns)
-            for account in self._service_accounts(namespace, home=ns):
-                kube.apply(account, in_ns)
+            kube.apply(self._fl_service_account(namespace), in_ns)
             if self.kubernetes_launcher:  # every namespace runs a parent that launches job pods
                 kube.apply(self._launcher_role(namespace), in_ns)
                 kube.apply(self._launcher_binding(namespace), in_ns)
 
         home = platform.opts(self, depends_on=[namespaces[ns]])
-        self._kit(ns, SERVER, _part(startup, "server"), _part(kits.local_config, "server"), home)
+        server_kit = self._kit(ns, SERVER, _part(startup, "server"), _part(kits.local_config, "server"), home)
         workspace = kube.apply(self._workspace_claim(ns, SERVER, "server"), self._retained(namespaces[ns]))
-        kube.apply(self._server(ns), platform.opts(self, depends_on=[workspace]))
+        kube.apply(self._server(ns, server_kit), platform.opts(self, depends_on=[workspace]))
         kube.apply(self._server_service(ns), home)
         kube.apply(self._server_policy(ns), home)
-        self._kit(ns, ADMIN, _part(startup, "admin"), _part(kits.local_config, "admin"), home)
-        kube.apply(self._admin(ns), home)
+
+        # The admin's namespace: no Role, no API token, no PVC; nothing else runs there.
+        admin_namespace = kube.apply(kube.namespace(admin_ns, {ADMIN_OF_LABEL: name}), platform.opts(self))
+        in_admin = platform.opts(self, depends_on=[admin_namespace])
+        kube.apply(kube.deny_ingress(admin_ns), in_admin)
+        kube.apply(self._service_account(admin_ns, "nvflare", automount=False), in_admin)
+        admin_kit = self._kit(admin_ns, ADMIN, _part(startup, "admin"), _part(kits.local_config, "admin"), in_admin)
+        # People scale the admin pod up and down themselves (the adminStart/adminStop outputs): Pulumi sets
+        # replicas 0 when it creates the Deployment and then leaves the field alone, so the next `pulumi up`
+        # neither scales a running console away nor conflicts with kubectl over `.spec.replicas`.
+        scaled_by_hand = platform.opts(self, depends_on=[admin_namespace], ignore_changes=["spec.replicas"])
+        kube.apply(self._admin(admin_ns, admin_kit), scaled_by_hand)
 
         for site, namespace in site_ns.items():
             in_ns = platform.opts(self, depends_on=[namespaces[namespace]])
-            self._kit(namespace, site, _part(startup, "sites", site), _part(kits.local_config, "sites", site), in_ns)
+            site_kit = self._kit(
+                namespace, site, _part(startup, "sites", site), _part(kits.local_config, "sites", site), in_ns
+            )
             claim = kube.apply(self._workspace_claim(namespace, site, "site"), self._retained(namespaces[namespace]))
-            kube.apply(self._site(namespace, site), platform.opts(self, depends_on=[claim]))
+            kube.apply(self._site(namespace, site, site_kit), platform.opts(self, depends_on=[claim]))
             if self.kubernetes_launcher:
                 kube.apply(self._site_service(namespace, site), in_ns)
                 kube.apply(self._site_policy(namespace, site), in_ns)
 
-        admin_exec = f"kubectl -n {ns} exec -it deploy/{ADMIN} --"
+        admin_exec = f"kubectl -n {admin_ns} exec -it deploy/{ADMIN} --"
         self.outputs: dict[str, Any] = {
             "namespace": ns,
+            "adminNamespace": admin_ns,
             "serverAddress": f"{self.server_fqdn}:{FL_PORT}",
             "sites": {site: site_ns[site] for site in s.sites},
             "jobLauncher": s.job_launcher,
             "rootCa": kits.root_ca,
             # The admin kit is the project admin's credential: its pod only runs while someone uses it.
-            "adminStart": f"kubectl -n {ns} scale deploy/{ADMIN} --replicas=1 && "
-            f"kubectl -n {ns} rollout status deploy/{ADMIN}",
+            "adminStart": f"kubectl -n {admin_ns} scale deploy/{ADMIN} --replicas=1 && "
+            f"kubectl -n {admin_ns} rollout status deploy/{ADMIN}",
             "adminConsole": f"{admin_exec} python3 {' '.join(admin_console_args())}",
             "adminUser": s.admin,  # the console asks for it: the name in the admin kit's certificate
-            "systemStatus": f"kubectl -n {ns} exec deploy/{ADMIN} -- python3 -m nvflare.cli system status "
+            "systemStatus": f"kubectl -n {admin_ns} exec deploy/{ADMIN} -- python3 -m nvflare.cli system status "
             f"--startup-kit {ADMIN_WORKSPACE}",
-            "adminStop": f"kubectl -n {ns} scale deploy/{ADMIN} --replicas=0",
+            "adminStop": f"kubectl -n {admin_ns} scale deploy/{ADMIN} --replicas=0",
         }
         self.register_outputs(self.outputs)
 
@@ -305,22 +350,14 @@ class NvflareFederation(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions = self._platform.opts(self, depends_on=[namespace], retain_on_delete=True)
         return opts
 
-    def _service_accounts(self, namespace: str, home: str) -> list[dict[str, Any]]:
-        accounts = []
-        if namespace == home or not self.kubernetes_launcher:
-            # Admin pod (and every pod with the process launcher): no Kubernetes API access at all.
-            accounts.append(self._service_account(namespace, "nvflare", automount=False))
+    def _fl_service_account(self, namespace: str) -> dict[str, Any]:
+        """The server's or sites' account: no Kubernetes API access at all, unless they launch job pods."""
         if self.kubernetes_launcher:
-            accounts.append(self._service_account(namespace, "nvflare-launcher", automount=True))
-        return accounts
+            return self._service_account(namespace, "nvflare-launcher", automount=True)
+        return self._service_account(namespace, "nvflare", automount=False)
 
     def _service_account(self, ns: str, name: str, automount: bool) -> dict[str, Any]:
-        return {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": {"name": name, "namespace": ns, "labels": kube.labels("nvflare", "identity", self.name)},
-            "automountServiceAccountToken": automount,
-        }
+        return kube.service_account(name, ns, kube.labels("nvflare", "identity", self.name), automount)
 
     def _launcher_role(self, ns: str) -> dict[str, Any]:
         return {
@@ -346,9 +383,12 @@ class NvflareFederation(pulumi.ComponentResource):
         startup: pulumi.Output[dict[str, str]],
         local: pulumi.Output[dict[str, str]],
         opts: pulumi.ResourceOptions,
-    ) -> None:
+    ) -> pulumi.Output[str]:
+        """The kit's Secret and ConfigMap; returns the kit's digest for the pod template that mounts them."""
         kube.apply(self._kit_secret(ns, prefix, startup), opts)
         kube.apply(self._kit_config(ns, prefix, local), opts)
+        # A one-way digest of the files, not the files: shown in plain text so previews say which pods roll.
+        return pulumi.Output.unsecret(pulumi.Output.all(startup=startup, local=local).apply(kit_digest))
 
     def _kit_secret(self, ns: str, prefix: str, files: pulumi.Input[dict[str, str]]) -> dict[str, Any]:
         return {
@@ -368,18 +408,8 @@ class NvflareFederation(pulumi.ComponentResource):
         }
 
     def _workspace_claim(self, ns: str, prefix: str, component: str) -> dict[str, Any]:
-        spec: dict[str, Any] = {
-            "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": self.settings.workspace_size}},
-        }
-        if self._platform.storage.data_class:
-            spec["storageClassName"] = self._platform.storage.data_class
-        return {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": f"{prefix}-workspace", "namespace": ns, "labels": self._labels(component)},
-            "spec": spec,
-        }
+        size, storage_class = self.settings.workspace_size, self._platform.storage.data_class
+        return kube.claim(f"{prefix}-workspace", ns, size, storage_class, self._labels(component))
 
     def _pod(self, containers: list[dict[str, Any]], volumes: list[dict[str, Any]], launcher: bool) -> dict[str, Any]:
         return {
@@ -392,7 +422,13 @@ class NvflareFederation(pulumi.ComponentResource):
         }
 
     def _deployment(
-        self, ns: str, name: str, labels: dict[str, str], pod: dict[str, Any], replicas: int = 1
+        self,
+        ns: str,
+        name: str,
+        labels: dict[str, str],
+        pod: dict[str, Any],
+        kit: pulumi.Input[str],
+        replicas: int = 1,
     ) -> dict[str, Any]:
         return {
             "apiVersion": "apps/v1",
@@ -403,7 +439,7 @@ class NvflareFederation(pulumi.ComponentResource):
                 # One process per workspace (ReadWriteOnce volume): never two at once, even during a rollout.
                 "strategy": {"type": "Recreate"},
                 "selector": {"matchLabels": _selector(labels)},
-                "template": {"metadata": {"labels": labels}, "spec": pod},
+                "template": {"metadata": {"labels": labels, "annotations": {KIT_HASH_ANNOTATION: kit}}, "spec": pod},
             },
         }
 
@@ -421,7 +457,7 @@ class NvflareFederation(pulumi.ComponentResource):
             "securityContext": kube.container_security(),
         }
 
-    def _server(self, ns: str) -> dict[str, Any]:
+    def _server(self, ns: str, kit: pulumi.Input[str]) -> dict[str, Any]:
         s = self.settings
         container = self._fl_container("server", server_args(s.org), s.server_resources)
         container["ports"] = [{"name": "fl", "containerPort": FL_PORT, "protocol": "TCP"}]
@@ -437,9 +473,9 @@ class NvflareFederation(pulumi.ComponentResource):
             *SCRATCH_VOLUMES,
         ]
         pod = self._pod([container], volumes, self.kubernetes_launcher)
-        return self._deployment(ns, SERVER, self._labels("server"), pod)
+        return self._deployment(ns, SERVER, self._labels("server"), pod, kit)
 
-    def _site(self, ns: str, site: str) -> dict[str, Any]:
+    def _site(self, ns: str, site: str, kit: pulumi.Input[str]) -> dict[str, Any]:
         s = self.settings
         # No probes: a site listens on nothing (it dials the server); if the process exits the pod restarts,
         # and the admin's `check_status client` shows whether it is registered.
@@ -452,9 +488,9 @@ class NvflareFederation(pulumi.ComponentResource):
             *SCRATCH_VOLUMES,
         ]
         pod = self._pod([container], volumes, self.kubernetes_launcher)
-        return self._deployment(ns, site, self._labels("site", site), pod)
+        return self._deployment(ns, site, self._labels("site", site), pod, kit)
 
-    def _admin(self, ns: str) -> dict[str, Any]:
+    def _admin(self, ns: str, kit: pulumi.Input[str]) -> dict[str, Any]:
         """The admin console's home: scaled to zero, started with the `adminStart` output when needed."""
         idle = "import signal, sys; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); signal.pause()"
         container = {
@@ -480,7 +516,7 @@ class NvflareFederation(pulumi.ComponentResource):
             *SCRATCH_VOLUMES,
         ]
         pod = self._pod([container], volumes, launcher=False)
-        return self._deployment(ns, ADMIN, self._labels("admin"), pod, replicas=0)
+        return self._deployment(ns, ADMIN, self._labels("admin"), pod, kit, replicas=0)
 
     def _server_service(self, ns: str) -> dict[str, Any]:
         ports = [{"name": "fl", "port": FL_PORT, "targetPort": "fl", "protocol": "TCP"}]
@@ -499,7 +535,11 @@ class NvflareFederation(pulumi.ComponentResource):
 
     def _server_policy(self, ns: str) -> dict[str, Any]:
         s = self.settings
-        peers = [*self._site_peers("site"), {"podSelector": {"matchLabels": _selector(self._labels("admin"))}}]
+        admin = {
+            "namespaceSelector": {"matchLabels": {ADMIN_OF_LABEL: self.name}},
+            "podSelector": {"matchLabels": _selector(self._labels("admin"))},
+        }
+        peers = [*self._site_peers("site"), admin]
         rules: list[dict[str, Any]] = []
         if self.kubernetes_launcher:
             # Job pods (labelled by the study pod template) join the server's backbone and their parent's port.
@@ -544,6 +584,11 @@ class NvflareFederation(pulumi.ComponentResource):
                 "ingress": [{"from": [jobs], "ports": [{"protocol": "TCP", "port": PARENT_PORT}]}],
             },
         }
+
+
+def kit_digest(kit: dict[str, Any]) -> str:
+    """sha256 of a participant's kit files (startup/ and local/), independent of key order."""
+    return hashlib.sha256(json.dumps(kit, sort_keys=True).encode()).hexdigest()
 
 
 def _part(kits: pulumi.Output[dict[str, Any]], *keys: str) -> pulumi.Output[dict[str, str]]:

@@ -14,9 +14,9 @@ from components import kube
 from components.config import ConfigError, parse
 from components.federations import nvflare, nvflare_kits
 from components.federations.nvflare_kits import KitProvider
-from tests.helpers import MINIKUBE, render
+from tests.helpers import MINIKUBE, by_name, render
 from tools import diff, stack_files
-from tools.mock_runtime import plain
+from tools.mock_runtime import OfflineMocks, plain
 from tools.render import Rendering
 
 
@@ -50,6 +50,15 @@ BAD = [
     ({"sites": ["site-1", "site-1"]}, "flstack:federations[0].nvflare.sites[1]: 'site-1' is already sites[0]"),
     ({"sites": []}, "flstack:federations[0].nvflare.sites: required: list at least one site"),
     ({"sites": ["nvflare-server"]}, "flstack:federations[0].nvflare.sites[0]: 'nvflare-server' is the name of"),
+    ({"sites": ["admin"]}, "flstack:federations[0].nvflare.sites[0]: 'admin' is taken: `<namespace>-admin` is the"),
+    (
+        {"sites": ["a"], "exposure": {"type": "NodePort"}},
+        "flstack:federations[0].nvflare.allowedCidrs: required with exposure type 'NodePort'",
+    ),
+    (
+        {"sites": ["a"], "jobLauncher": "kubernetes", "siteNamespaces": "shared"},
+        "flstack:federations[0].nvflare.jobLauncher: 'kubernetes' needs siteNamespaces 'separate'",
+    ),
     ({"sites": ["2nd-site"]}, "flstack:federations[0].nvflare.sites[0]: expected a DNS-1035 label"),
     ({"sites": ["a"], "org": "my-org"}, "flstack:federations[0].nvflare.org: expected letters, digits and '_'"),
     ({"sites": ["a"], "admin": "root"}, "flstack:federations[0].nvflare.admin: expected an email address"),
@@ -85,6 +94,30 @@ def test_site_namespaces_may_not_collide_with_another_federations() -> None:
     assert "flstack:federations[1].nvflare.sites[0]: 'a-b-c' is already used by federations[0]" in str(err.value)
 
 
+def test_a_duplicate_site_is_one_problem() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(config(sites=["x", "x"]))
+    message = str(err.value)
+    assert "flstack:federations[0].nvflare.sites[1]: 'x' is already sites[0]" in message
+    assert "already used by federations" not in message  # not also a clash of the federation with itself
+    assert message.startswith("invalid stack config (1 problem)")
+
+
+def test_a_node_port_admits_the_allowed_cidrs() -> None:
+    rendering = render(config(exposure={"type": "NodePort", "nodePort": 30802}, allowedCidrs=["198.51.100.0/24"]))
+    assert rendering.find("Service", "nvflare-server", "demo")["spec"]["externalTrafficPolicy"] == "Local"
+    policy = rendering.find("NetworkPolicy", "nvflare-server-ingress", "demo")
+    assert {"ipBlock": {"cidr": "198.51.100.0/24"}} in policy["spec"]["ingress"][0]["from"]
+
+
+def test_the_admin_namespace_may_not_collide_with_another_federations() -> None:
+    first = {"name": "a-admin", "framework": "flower", "flower": {}}
+    second = {"name": "a", "framework": "nvflare", "nvflare": {"sites": ["s"]}}
+    with pytest.raises(ConfigError) as err:
+        parse(config(first, second))
+    assert "flstack:federations[1].nvflare.admin: 'a-admin' is already used by federations[0]" in str(err.value)
+
+
 def test_bad_settings_stop_the_program_with_one_message_and_no_traceback() -> None:
     with pytest.raises(ConfigError) as err:
         render(config(sites=["ok", "Not OK"], org="a-b"))
@@ -116,7 +149,7 @@ def test_each_site_gets_its_own_namespace_with_kit_workspace_and_deployment(defa
 
 def test_shared_site_namespaces_put_every_site_next_to_the_server() -> None:
     rendering = render(config(siteNamespaces="shared"))
-    assert [o["metadata"]["name"] for o in objects(rendering, "Namespace")] == ["demo"]
+    assert sorted(o["metadata"]["name"] for o in objects(rendering, "Namespace")) == ["demo", "demo-admin"]
     rendering.find("Deployment", "site-1", "demo")
     rendering.find("Deployment", "site-2", "demo")
 
@@ -163,13 +196,74 @@ def test_kits_are_secret_and_made_by_the_explicit_dynamic_provider(default: Rend
 
 def test_the_admin_console_command_is_an_output(default: Rendering) -> None:
     outputs = default.outputs()["federations"]["demo"]
-    console = "kubectl -n demo exec -it deploy/nvflare-admin -- python3 -m nvflare.fuel.hci.tools.admin"
+    console = "kubectl -n demo-admin exec -it deploy/nvflare-admin -- python3 -m nvflare.fuel.hci.tools.admin"
     assert outputs["adminConsole"] == f"{console} -m /var/tmp/nvflare/admin -s fed_admin.json"
+    assert outputs["adminStart"].startswith("kubectl -n demo-admin scale deploy/nvflare-admin --replicas=1 && ")
+    assert outputs["adminStop"] == "kubectl -n demo-admin scale deploy/nvflare-admin --replicas=0"
+    assert outputs["systemStatus"].startswith("kubectl -n demo-admin exec deploy/nvflare-admin -- ")
     assert outputs["serverAddress"] == "nvflare-server.demo.svc.cluster.local:8002"
-    admin = default.find("Deployment", "nvflare-admin", "demo")["spec"]
+    admin = default.find("Deployment", "nvflare-admin", "demo-admin")["spec"]
     assert admin["replicas"] == 0  # the project admin's credential is only live while someone uses it
     mounts = {m["name"]: m["mountPath"] for m in admin["template"]["spec"]["containers"][0]["volumeMounts"]}
     assert mounts["startup"] == "/var/tmp/nvflare/admin/startup"
+
+
+# --- kit rotation ---------------------------------------------------------------------------------
+
+
+def kit_hashes(rendering: Rendering) -> dict[str, str]:
+    return {
+        d["metadata"]["name"]: d["spec"]["template"]["metadata"]["annotations"][nvflare.KIT_HASH_ANNOTATION]
+        for d in objects(rendering, "Deployment")
+    }
+
+
+def test_every_pod_template_carries_the_digest_of_the_kit_it_mounts(default: Rendering) -> None:
+    kits = nvflare_kits.placeholder_outputs(kit_inputs(default))
+    startup, local = kits["startupKits"], kits["localConfig"]
+    assert kit_hashes(default) == {
+        "nvflare-server": nvflare.kit_digest({"startup": startup["server"], "local": local["server"]}),
+        "nvflare-admin": nvflare.kit_digest({"startup": startup["admin"], "local": local["admin"]}),
+        "site-1": nvflare.kit_digest({"startup": startup["sites"]["site-1"], "local": local["sites"]["site-1"]}),
+        "site-2": nvflare.kit_digest({"startup": startup["sites"]["site-2"], "local": local["sites"]["site-2"]}),
+    }
+    assert len(set(kit_hashes(default).values())) == 4
+    # A digest, not the key material: readable in previews, so they show which Deployments roll.
+    rows = [r for r in default.resources() if r["type"] == "kubernetes:apps/v1:Deployment"]
+    assert all(
+        len(r["inputs"]["spec"]["template"]["metadata"]["annotations"][nvflare.KIT_HASH_ANNOTATION]) == 64 for r in rows
+    )
+
+
+def test_the_kit_digest_ignores_key_order_and_sees_any_changed_file() -> None:
+    kit = {"startup": {"server.crt": "a", "rootCA.pem": "b"}, "local": {"resources.json.default": "c"}}
+    reordered = {"local": {"resources.json.default": "c"}, "startup": {"rootCA.pem": "b", "server.crt": "a"}}
+    assert nvflare.kit_digest(kit) == nvflare.kit_digest(reordered)
+    assert nvflare.kit_digest(kit) != nvflare.kit_digest({**kit, "startup": {**kit["startup"], "server.crt": "a2"}})
+    assert nvflare.kit_digest(kit) != nvflare.kit_digest({**kit, "local": {}})
+
+
+def test_a_reissued_kit_rolls_only_the_deployment_that_mounts_it() -> None:
+    """New hostnames re-issue the server certificate (as nvflare's provisioning does): only the server rolls."""
+
+    def provision(args: Any) -> dict[str, Any]:
+        inputs = plain(args.inputs, reveal=True)
+        outs = nvflare_kits.placeholder_outputs(inputs)
+        outs["startupKits"]["server"]["server.crt"] += ",".join(inputs["hostNames"])
+        return outs
+
+    mock = OfflineMocks(synthesizers={nvflare_kits.TYPE: provision})
+    before = kit_hashes(render(config(), mock))
+    assert kit_hashes(render(config(), mock)) == before  # identical kits, identical templates
+    after = kit_hashes(render(config(exposure={"hostnames": ["fl.example.org"]}), mock))
+    assert {name for name in before if before[name] != after[name]} == {"nvflare-server"}
+
+
+def test_pulumi_leaves_the_admin_replicas_to_kubectl_scale(default: Rendering) -> None:
+    deployments = by_name(default.resources(), "kubernetes:apps/v1:Deployment")
+    assert deployments["deployment:demo-admin/nvflare-admin"]["options"]["ignoreChanges"] == ["spec.replicas"]
+    others = [row for name, row in deployments.items() if name != "deployment:demo-admin/nvflare-admin"]
+    assert len(others) == 3 and not any(row["options"]["ignoreChanges"] for row in others)
 
 
 # --- hardening ------------------------------------------------------------------------------------
@@ -239,6 +333,29 @@ def test_the_launcher_role_is_namespaced_and_least_privilege(kubernetes: Renderi
     assert not [o for o in kubernetes.manifests() if o["kind"] in ("ClusterRole", "ClusterRoleBinding")]
 
 
+def test_the_admin_kit_is_out_of_reach_of_the_launcher_accounts(kubernetes: Rendering) -> None:
+    """Launcher accounts create pods and write Secrets in their namespace: the project admin's kit is elsewhere."""
+    in_admin_ns = [o for o in kubernetes.manifests() if o["metadata"].get("namespace") == "demo-admin"]
+    assert sorted((o["kind"], o["metadata"]["name"]) for o in in_admin_ns) == [
+        ("ConfigMap", "nvflare-admin-local"),
+        ("Deployment", "nvflare-admin"),
+        ("NetworkPolicy", "default-deny-ingress"),
+        ("Secret", "nvflare-admin-startup"),
+        ("ServiceAccount", "nvflare"),
+    ]
+    assert kubernetes.find("ServiceAccount", "nvflare", "demo-admin")["automountServiceAccountToken"] is False
+    labels = kubernetes.find("Namespace", "demo-admin")["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    launcher_namespaces = {b["metadata"]["namespace"] for b in objects(kubernetes, "RoleBinding")}
+    secrets = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in objects(kubernetes, "Secret")}
+    assert ("demo-admin", "nvflare-admin-startup") in secrets
+    assert not [ns for ns, name in secrets if name == "nvflare-admin-startup" and ns in launcher_namespaces]
+    # The home namespace has only the launcher's account: the admin pod's is in its own namespace.
+    assert [
+        a["metadata"]["name"] for a in objects(kubernetes, "ServiceAccount") if a["metadata"]["namespace"] == "demo"
+    ] == ["nvflare-launcher"]
+
+
 def test_kubernetes_launcher_job_pods_pass_the_restricted_standard(kubernetes: Rendering) -> None:
     kits = kubernetes.of_type(nvflare_kits.TYPE)[0]["inputs"]["jobLauncher"]
     template = kits["studyRuntime"]["studies"]["default"]["pod_template"]
@@ -295,7 +412,9 @@ def test_only_sites_and_the_admin_reach_the_server(site_namespaces: str) -> None
     site_ns = "demo-site-1" if site_namespaces == "separate" else "demo"
     site = pod_labels(rendering, "site-1", site_ns)
     assert admits(policy, ns_labels, site, 8002)
-    assert admits(policy, ns_labels, pod_labels(rendering, "nvflare-admin", "demo"), 8002)
+    admin = pod_labels(rendering, "nvflare-admin", "demo-admin")
+    assert admits(policy, ns_labels, admin, 8002)
+    assert not admits(policy, ns_labels, ("demo", admin[1]), 8002)  # only from the admin's own namespace
     assert not admits(policy, ns_labels, site, 8102)
     assert not admits(policy, ns_labels, (site_ns, {"app": "something-else"}), 8002)
     impostor = {**site[1], "app.kubernetes.io/part-of": "other-federation"}
@@ -318,7 +437,7 @@ def test_every_namespace_denies_ingress_by_default(default: Rendering) -> None:
         for p in objects(default, "NetworkPolicy")
         if p["metadata"]["name"] == "default-deny-ingress"
     }
-    assert denied == set(namespace_labels(default)) == {"demo", "demo-site-1", "demo-site-2"}
+    assert denied == set(namespace_labels(default)) == {"demo", "demo-admin", "demo-site-1", "demo-site-2"}
     for policy in objects(default, "NetworkPolicy"):
         if policy["metadata"]["name"] == "default-deny-ingress":
             assert policy["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
@@ -355,8 +474,23 @@ def test_workspaces_are_retained_on_delete(default: Rendering) -> None:
         "persistentvolumeclaim:demo/nvflare-server-workspace",
     ]
     assert all(r["options"]["retainOnDelete"] for r in claims)
-    others = [r for r in default.resources() if r["type"].startswith("kubernetes:") and r not in claims]
+    # Deleting a namespace deletes its PVCs: the namespaces holding them are retained too.
+    namespaces = [r for r in default.resources() if r["type"] == "kubernetes:core/v1:Namespace"]
+    assert sorted(r["name"] for r in namespaces if r["options"]["retainOnDelete"]) == [
+        "namespace:demo",
+        "namespace:demo-site-1",
+        "namespace:demo-site-2",
+    ]
+    others = [r for r in default.resources() if r["type"].startswith("kubernetes:") and r not in claims + namespaces]
     assert not any(r["options"]["retainOnDelete"] for r in others)
+
+
+def test_shared_site_namespaces_retain_the_one_namespace_holding_every_workspace() -> None:
+    rows = render(config(siteNamespaces="shared")).resources()
+    namespaces = {
+        r["name"]: r["options"]["retainOnDelete"] for r in rows if r["type"] == "kubernetes:core/v1:Namespace"
+    }
+    assert namespaces == {"namespace:demo": True, "namespace:demo-admin": False}  # no PVC in the admin's
 
 
 # --- adding a third site --------------------------------------------------------------------------
