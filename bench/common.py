@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import statistics
 import sys
 import time
@@ -16,8 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tools.mock_runtime import Recording, plain, run_under_mocks  # noqa: E402
+from tools.mock_runtime import Recording, plain, release_loops, run_under_mocks  # noqa: E402
 from tools.stack_files import StackFiles  # noqa: E402
+
+atexit.register(release_loops)
 
 
 def median_seconds(fn: Callable[[], object], repeats: int = 7) -> float:

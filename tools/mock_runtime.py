@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import runpy
 import sys
 from collections.abc import Callable
@@ -220,10 +221,23 @@ def run_under_mocks(program: Callable[[], object], files: StackFiles, monitor: m
 
             loop.run_until_complete(stack.run_in_stack(run))
         finally:
+            # Join the SDK's worker threads now (each holds an event loop of its own; see release_loops).
+            loop.run_until_complete(loop.shutdown_default_executor())
             asyncio.set_event_loop(None)
             loop.close()
 
     contextvars.Context().run(body)
+
+
+def release_loops() -> None:
+    """Close the event loops the SDK's mock monitor left in its worker threads, while sockets still exist.
+
+    Left to interpreter exit they are finalized after their sockets and print a spurious traceback.
+    Scanning the heap costs ~0.1 s with the providers' SDKs loaded, so tools call this once before exiting.
+    """
+    for obj in gc.get_objects():
+        if isinstance(obj, asyncio.AbstractEventLoop) and not obj.is_running() and not obj.is_closed():
+            obj.close()
 
 
 def is_secret(value: Any) -> bool:

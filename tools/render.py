@@ -24,7 +24,7 @@ import yaml
 
 from tools import diff as render_diff
 from tools import stack_files
-from tools.mock_runtime import Recording, plain, run_program
+from tools.mock_runtime import Recording, plain, release_loops, run_program
 
 
 def _is_stack(urn: str | None) -> bool:
@@ -147,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     except (stack_files.StackNotFoundError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    finally:
+        release_loops()
     rendering.write(out)
     print_counts(rendering)
     print(f"wrote {out}")

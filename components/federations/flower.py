@@ -136,19 +136,14 @@ def node_config_text(values: dict[str, NodeConfigValue]) -> str:
     return " ".join(f"{k}={value(v)}" for k, v in values.items())
 
 
-def _env(*pairs: tuple[str, str]) -> list[dict[str, Any]]:
-    return [{"name": k, "value": v} for k, v in pairs]
-
-
-HOME_ENV = _env(
+HOME_ENV = kube.env(
     ("HOME", HOME),
     ("FLWR_HOME", f"{HOME}/.flwr"),
     # No phoning home from inside the cluster: no telemetry, no update check.
     ("FLWR_TELEMETRY_ENABLED", "0"),
     ("FLWR_DISABLE_UPDATE_CHECK", "1"),
 )
-SCRATCH_MOUNTS: list[dict[str, Any]] = [{"name": "home", "mountPath": HOME}, {"name": "tmp", "mountPath": "/tmp"}]
-SCRATCH_VOLUMES: list[dict[str, Any]] = [{"name": "home", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
+SCRATCH_MOUNTS, SCRATCH_VOLUMES = kube.scratch_volumes(HOME)
 
 
 class FlowerFederation(pulumi.ComponentResource):
@@ -207,9 +202,10 @@ class FlowerFederation(pulumi.ComponentResource):
                 kube.apply(self._auth_secret(ns, i, key), namespace_opts)
             kube.apply(self._public_keys(ns, node_keys), namespace_opts)
 
-        kube.apply(self._service_account(ns), namespace_opts)
+        # Flower never talks to the Kubernetes API: no token.
+        kube.apply(kube.service_account("flower", ns, self._labels("superlink")), namespace_opts)
         state = kube.apply(
-            self._state_claim(ns),
+            kube.claim("superlink-state", ns, s.database_size, platform.storage.data_class, self._labels("superlink")),
             # The SuperLink database outlives the pods, `pulumi destroy` and replacements.
             platform.opts(self, depends_on=[namespace], retain_on_delete=True),
         )
@@ -295,28 +291,6 @@ class FlowerFederation(pulumi.ComponentResource):
             "kind": "ConfigMap",
             "metadata": {"name": "supernode-public-keys", "namespace": ns, "labels": self._labels("superexec")},
             "data": {f"node-{i}.pub": key.public_key_openssh for i, key in enumerate(keys)},
-        }
-
-    def _service_account(self, ns: str) -> dict[str, Any]:
-        return {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": {"name": "flower", "namespace": ns, "labels": self._labels("superlink")},
-            "automountServiceAccountToken": False,  # Flower never talks to the Kubernetes API
-        }
-
-    def _state_claim(self, ns: str) -> dict[str, Any]:
-        spec: dict[str, Any] = {
-            "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": self.settings.database_size}},
-        }
-        if self._platform.storage.data_class:
-            spec["storageClassName"] = self._platform.storage.data_class
-        return {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": "superlink-state", "namespace": ns, "labels": self._labels("superlink")},
-            "spec": spec,
         }
 
     def _shared_data_claim(self, ns: str, data: SharedData, storage_class: str) -> dict[str, Any]:
