@@ -5,10 +5,11 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
-from components import iam, kube
+from components import kube
 from components.targets.eks import EksCluster
 
 from .classes import storage_class
+from .csi_addon import csi_driver
 
 CLASS = "shared-efs"
 SERVICE_ACCOUNT = "efs-csi-controller-sa"
@@ -55,24 +56,14 @@ class Efs(pulumi.ComponentResource):
             )
             for i, subnet in enumerate(network.private_subnets)
         ]
-        self.role, attachment = iam.service_account_role(
-            f"{name}-controller",
-            cluster.oidc_provider,
-            "kube-system",
+        self.role, self.addon = csi_driver(
+            name,
+            cluster,
+            "aws-efs-csi-driver",
             SERVICE_ACCOUNT,
-            cluster.managed_policy("service-role/AmazonEFSCSIDriverPolicy"),
+            "service-role/AmazonEFSCSIDriverPolicy",
             aws_opts,
-        )
-        self.addon = aws.eks.Addon(
-            f"{name}-driver",
-            cluster_name=cluster.cluster.name,
-            addon_name="aws-efs-csi-driver",
-            service_account_role_arn=self.role.arn,
-            resolve_conflicts_on_create="OVERWRITE",
-            resolve_conflicts_on_update="OVERWRITE",
-            opts=pulumi.ResourceOptions.merge(
-                aws_opts, pulumi.ResourceOptions(depends_on=[attachment, *mounts, *cluster.node_groups])
-            ),
+            wait_for=mounts,
         )
         # efs-ap: one access point (own directory, own POSIX owner) per volume, all in one file system.
         parameters: dict[str, pulumi.Input[str]] = {
