@@ -8,7 +8,7 @@ stack = config.load()  # validates everything before any resource is registered
 
 cluster = targets.provision(stack.target, name="cluster")
 volumes = storage.provision(stack.storage, cluster)
-platform = federations.platform(cluster.provider, cluster.kubernetes_version, volumes)
+platform = federations.platform(cluster, volumes)
 deployed = federations.deploy(stack.federations, platform)
 
 pulumi.export("target", cluster.outputs)

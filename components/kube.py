@@ -149,6 +149,7 @@ def exposed_service(
     selector: dict[str, str],
     ports: list[dict[str, Any]],
     exposure: Exposure,
+    load_balancer_annotations: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """A coordinator's Service, exposed as the stack asks; the first port gets the fixed nodePort, if any."""
     ports = [dict(p) for p in ports]
@@ -160,12 +161,10 @@ def exposed_service(
     if exposure.type != "ClusterIP":
         # Keep client source IPs so the NetworkPolicy's ipBlocks see who is really connecting.
         spec["externalTrafficPolicy"] = "Local"
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name, "namespace": ns, "labels": labels},
-        "spec": spec,
-    }
+    metadata: dict[str, Any] = {"name": name, "namespace": ns, "labels": labels}
+    if exposure.type == "LoadBalancer" and load_balancer_annotations:
+        metadata["annotations"] = dict(load_balancer_annotations)
+    return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec}
 
 
 def service_dns_names(service: str, ns: str) -> list[str]:

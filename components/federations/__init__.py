@@ -15,6 +15,7 @@ import pulumi_tls as tls
 
 from components.config import FederationConfig
 from components.storage import Storage
+from components.targets import Target
 
 from . import flower, nvflare
 
@@ -24,9 +25,9 @@ class Platform:
     """What a federation gets from the layers below it."""
 
     provider: k8s.Provider
-    kubernetes_version: str
     storage: Storage
     tls: tls.Provider  # certificates and keys: pulumi-tls, generated once and kept in state
+    load_balancer_annotations: dict[str, str]  # what this target's LoadBalancer Services need
 
     def opts(self, parent: pulumi.Resource, **kwargs: Any) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=parent, provider=self.provider, **kwargs)
@@ -47,8 +48,8 @@ _COMPONENTS: dict[str, Any] = {
 }
 
 
-def platform(provider: k8s.Provider, kubernetes_version: str, storage: Storage) -> Platform:
-    return Platform(provider, kubernetes_version, storage, tls.Provider("tls"))
+def platform(cluster: Target, storage: Storage) -> Platform:
+    return Platform(cluster.provider, storage, tls.Provider("tls"), cluster.load_balancer_annotations)
 
 
 def deploy(federations: list[FederationConfig], platform: Platform) -> dict[str, Federation]:

@@ -375,7 +375,8 @@ class FlowerFederation(pulumi.ComponentResource):
             "appProtocol": "http" if self.settings.insecure else "https",
         }
         labels = self._labels("superlink")
-        return kube.exposed_service(SERVICE, ns, labels, _selector(labels), [port], self.settings.exposure)
+        exposure, annotations = self.settings.exposure, self._platform.load_balancer_annotations
+        return kube.exposed_service(SERVICE, ns, labels, _selector(labels), [port], exposure, annotations)
 
     def _superlink_policy(self, ns: str) -> dict[str, Any]:
         s = self.settings

@@ -523,7 +523,8 @@ class NvflareFederation(pulumi.ComponentResource):
         if self.kubernetes_launcher:
             ports.append({"name": "parent", "port": PARENT_PORT, "targetPort": "parent", "protocol": "TCP"})
         labels = self._labels("server")
-        return kube.exposed_service(SERVER, ns, labels, _selector(labels), ports, self.settings.exposure)
+        exposure, annotations = self.settings.exposure, self._platform.load_balancer_annotations
+        return kube.exposed_service(SERVER, ns, labels, _selector(labels), ports, exposure, annotations)
 
     def _site_peers(self, component: str) -> list[dict[str, Any]]:
         """This federation's `component` pods of every site, wherever the site namespaces are: no list of sites,

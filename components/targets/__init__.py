@@ -20,6 +20,8 @@ class Target(Protocol):
     provider: k8s.Provider
     kubernetes_version: str
     default_data_class: str | None  # the cluster's ReadWriteOnce class when storage.dataClass is unset
+    # Annotations a LoadBalancer Service needs here to keep client source IPs (NetworkPolicy ipBlocks).
+    load_balancer_annotations: dict[str, str]
     outputs: dict[str, pulumi.Input[str]]
 
 

@@ -226,6 +226,9 @@ class EksCluster(pulumi.ComponentResource):
 
         self.kubernetes_version = s.kubernetes_version
         self.default_data_class: str | None = None  # EKS has no default class: storage installs EBS CSI
+        # The in-tree controller's default, a Classic ELB, hides client IPs; an NLB with
+        # externalTrafficPolicy Local keeps them, so the NetworkPolicy's ipBlocks see real sources.
+        self.load_balancer_annotations = {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}
         self.kubeconfig = pulumi.Output.all(self.cluster.endpoint, self.cluster.certificate_authority.data).apply(
             lambda args: kubeconfig(s.name, s.region, args[0], args[1])
         )

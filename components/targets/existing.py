@@ -45,6 +45,7 @@ class ExistingCluster(pulumi.ComponentResource):
         )
         self.kubernetes_version = s.kubernetes_version
         self.default_data_class = s.default_storage_class
+        self.load_balancer_annotations: dict[str, str] = {}
         self.outputs: dict[str, pulumi.Input[str]] = {
             "kind": "existing",
             "clusterIdentifier": identifier,

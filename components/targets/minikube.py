@@ -77,6 +77,7 @@ class MinikubeCluster(pulumi.ComponentResource):
         )
         self.kubernetes_version = s.kubernetes_version
         self.default_data_class: str | None = "standard"
+        self.load_balancer_annotations: dict[str, str] = {}
         self.outputs: dict[str, pulumi.Input[str]] = {
             "kind": "minikube",
             "profile": s.profile,

@@ -320,3 +320,17 @@ def test_shared_data_is_a_read_write_many_claim_on_the_shared_class_mounted_by_e
 def test_shared_data_without_shared_storage_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"flstack:federations\[0\]\.flower\.sharedData: needs ReadWriteMany storage"):
         render(flower(sharedData={}))
+
+
+def test_load_balancers_keep_client_ips_on_every_target() -> None:
+    """On EKS the in-tree default (a Classic ELB) would hide client IPs from the NetworkPolicy: ask for an NLB."""
+    from tests.helpers import EKS
+
+    lb = {"exposure": {"type": "LoadBalancer", "sourceRanges": ["203.0.113.0/24"]}}
+    on_eks = render({**flower(**lb), "target": EKS}).find("Service", "superlink", "fl")
+    assert on_eks["metadata"]["annotations"] == {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}
+    assert on_eks["spec"]["externalTrafficPolicy"] == "Local"
+    on_minikube = render(flower(**lb)).find("Service", "superlink", "fl")
+    assert "annotations" not in on_minikube["metadata"]
+    cluster_ip_on_eks = render({**flower(), "target": EKS}).find("Service", "superlink", "fl")
+    assert "annotations" not in cluster_ip_on_eks["metadata"]
