@@ -42,50 +42,72 @@ def stack_with(**flower: object) -> render.Rendering:
     return render.render_config(replace(files, config=config), mocks_with_real_tls())
 
 
-@pytest.mark.parametrize("node_auth", [False, True], ids=["tls", "tls+node-auth"])
-def test_real_federation_completes_rounds_with_both_partitions(tmp_path: Path, node_auth: bool) -> None:
+def entrypoint(bin_dir: Path, container: dict[str, Any]) -> str:
+    """The flwr images' entrypoint is their binary: flwr/superlink:V runs flower-superlink."""
+    return str(bin_dir / ("flower-" + container["image"].split("/")[-1].split(":")[0]))
+
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "tls": {},
+    "tls+node-auth": {"nodeAuth": True},
+    "process-isolation": {"isolation": "process"},
+}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_real_federation_completes_rounds_with_both_partitions(tmp_path: Path, variant: str) -> None:
     why_not = netns.available()
     if why_not:
         pytest.fail(f"cannot run the Flower federation here: {why_not}")
     bin_dir = framework_bin("flower")
-    rendering = stack_with(nodeAuth=True) if node_auth else render.render(STACK, mocks_with_real_tls())
+    settings = VARIANTS[variant]
+    rendering = stack_with(**settings) if settings else render.render(STACK, mocks_with_real_tls())
     outputs = rendering.outputs(reveal=True)["federations"]["demo"]
     service_host, _, port_text = outputs["superlinkAddress"].rpartition(":")
     port = int(port_text)
     to_loopback = {service_host: "127.0.0.1"}
     pods_dir = tmp_path / "pods"
+    env = base_env(bin_dir)
 
     superlink_deploy = rendering.find("Deployment", "superlink", "demo")
     # SuperNode i: pod i of the group's StatefulSet, or with node auth pod 0 of its own StatefulSet.
-    if node_auth:
+    if settings.get("nodeAuth"):
         supernodes = [(rendering.find("StatefulSet", f"supernodes-default-{i}", "demo"), 0) for i in range(2)]
     else:
         group = rendering.find("StatefulSet", "supernodes-default", "demo")
         assert group["spec"]["replicas"] == 2
         supernodes = [(group, 0), (group, 1)]
+    # With process isolation, ServerApps run in their own pod, ClientApps in a sidecar of each SuperNode.
+    clients = [f"node{i}" for i in range(2)] + (["serverapp"] if settings.get("isolation") == "process" else [])
 
     procs = Processes(tmp_path)
-    with netns.pods(["superlink", "node0", "node1"]) as pods:
+    with netns.pods(["superlink", *clients]) as pods:
         try:
             superlink = materialize(rendering, superlink_deploy, "superlink", pods_dir, host_map=to_loopback)
             command = pods["superlink"].command([str(bin_dir / "flower-superlink"), *superlink.args])
-            procs.start("superlink", command, {**base_env(bin_dir), **superlink.env})
+            procs.start("superlink", command, {**env, **superlink.env})
             ca_file = superlink.local("/etc/flwr/tls/ca.crt")
             procs.wait_for("SuperLink /health", partial(https_ok, pods["superlink"], bin_dir, port, ca_file), 60)
+            for index, name in enumerate(clients, start=1):  # kube-proxy: the Service address in every pod
+                procs.start(f"forward-{name}", pods[name].forward(port, netns.hub_address(index), port), env)
 
-            if node_auth:
+            if settings.get("nodeAuth"):
                 register_supernodes(rendering, pods["superlink"], bin_dir, pods_dir, to_loopback)
+            if "serverapp" in clients:
+                deploy = rendering.find("Deployment", "superexec-serverapp", "demo")
+                (container,) = deploy["spec"]["template"]["spec"]["containers"]
+                app = materialize(rendering, deploy, "superexec", pods_dir, host_map=to_loopback)
+                command = pods["serverapp"].command([entrypoint(bin_dir, container), *app.args])
+                procs.start("superexec-serverapp", command, {**env, **app.env})
 
             for index, (workload, pod_index) in enumerate(supernodes):
                 pod = pods[f"node{index}"]
-                node = materialize(
-                    rendering, workload, "supernode", pods_dir, pod_index=pod_index, host_map=to_loopback
-                )
-                procs.start(
-                    f"forward-{index}", pod.forward(port, netns.hub_address(index + 1), port), base_env(bin_dir)
-                )
-                command = pod.command([str(bin_dir / "flower-supernode"), *node.args])
-                procs.start(f"supernode-{index}", command, {**base_env(bin_dir), **node.env})
+                for container in workload["spec"]["template"]["spec"]["containers"]:  # all share the pod's network
+                    local = materialize(
+                        rendering, workload, container["name"], pods_dir, pod_index=pod_index, host_map=to_loopback
+                    )
+                    command = pod.command([entrypoint(bin_dir, container), *local.args])
+                    procs.start(f"{container['name']}-{index}", command, {**env, **local.env})
             # The port the manifests point the kubelet's probes at answers gRPC health with SERVING.
             probe = supernodes[0][0]["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
             health_port = probe["grpc"]["port"]
