@@ -142,6 +142,35 @@ def container_security(read_only_root: bool = True) -> dict[str, Any]:
     }
 
 
+def deployment(
+    name: str,
+    ns: str,
+    labels: dict[str, str],
+    selector: dict[str, str],
+    pod: dict[str, Any],
+    annotations: dict[str, Any] | None = None,
+    replicas: int = 1,
+    recreate: bool = False,
+) -> dict[str, Any]:
+    """A Deployment; `recreate` for single writers of a ReadWriteOnce volume (never two pods at once)."""
+    template_meta: dict[str, Any] = {"labels": labels}
+    if annotations:
+        template_meta["annotations"] = annotations
+    spec: dict[str, Any] = {
+        "replicas": replicas,
+        "selector": {"matchLabels": selector},
+        "template": {"metadata": template_meta, "spec": pod},
+    }
+    if recreate:
+        spec["strategy"] = {"type": "Recreate"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns, "labels": labels},
+        "spec": spec,
+    }
+
+
 def exposed_service(
     name: str,
     ns: str,

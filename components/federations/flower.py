@@ -351,20 +351,10 @@ class FlowerFederation(pulumi.ComponentResource):
             "readinessProbe": _http_probe(scheme, period=10, failures=3),
             "livenessProbe": _http_probe(scheme, period=20, failures=3),
         }
-        return {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "superlink", "namespace": ns, "labels": labels},
-            "spec": {
-                "replicas": 1,
-                "strategy": {"type": "Recreate"},  # one writer on a ReadWriteOnce database volume
-                "selector": {"matchLabels": _selector(labels)},
-                "template": {
-                    "metadata": {"labels": labels, **_files_annotation(self._superlink_files)},
-                    "spec": _pod([container], volumes),
-                },
-            },
-        }
+        annotations = _files_annotation(self._superlink_files).get("annotations")
+        # Recreate: one writer on a ReadWriteOnce database volume.
+        pod = _pod([container], volumes)
+        return kube.deployment("superlink", ns, labels, _selector(labels), pod, annotations, recreate=True)
 
     def _superlink_service(self, ns: str) -> dict[str, Any]:
         port = {
@@ -518,19 +508,8 @@ class FlowerFederation(pulumi.ComponentResource):
         volumes: list[dict[str, Any]] = list(SCRATCH_VOLUMES)
         if not s.insecure:
             volumes.append({"name": "ca", "configMap": {"name": "flower-ca"}})
-        return {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "superexec-serverapp", "namespace": ns, "labels": labels},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": _selector(labels)},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": _pod([self._superexec_container(self.address, insecure=s.insecure)], volumes),
-                },
-            },
-        }
+        pod = _pod([self._superexec_container(self.address, insecure=s.insecure)], volumes)
+        return kube.deployment("superexec-serverapp", ns, labels, _selector(labels), pod)
 
     def _register_job(self, ns: str, count: int) -> dict[str, Any]:
         """Registers every SuperNode's public key with the SuperLink once it is ready (node auth)."""

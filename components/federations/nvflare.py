@@ -430,18 +430,9 @@ class NvflareFederation(pulumi.ComponentResource):
         kit: pulumi.Input[str],
         replicas: int = 1,
     ) -> dict[str, Any]:
-        return {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name, "namespace": ns, "labels": labels},
-            "spec": {
-                "replicas": replicas,
-                # One process per workspace (ReadWriteOnce volume): never two at once, even during a rollout.
-                "strategy": {"type": "Recreate"},
-                "selector": {"matchLabels": _selector(labels)},
-                "template": {"metadata": {"labels": labels, "annotations": {KIT_HASH_ANNOTATION: kit}}, "spec": pod},
-            },
-        }
+        # One process per workspace (ReadWriteOnce volume): never two at once, even during a rollout.
+        annotations = {KIT_HASH_ANNOTATION: kit}
+        return kube.deployment(name, ns, labels, _selector(labels), pod, annotations, replicas, recreate=True)
 
     def _fl_container(self, name: str, args: list[str], resources: Resources) -> dict[str, Any]:
         return {
