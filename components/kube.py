@@ -61,6 +61,12 @@ def labels(app: str, component: str, part_of: str) -> dict[str, str]:
     }
 
 
+def selector(labels: dict[str, str], *extra_keys: str) -> dict[str, str]:
+    """The identifying labels of `labels` (not managed-by), plus any of `extra_keys` present: a workload's selector."""
+    keys = ("app.kubernetes.io/name", "app.kubernetes.io/component", "app.kubernetes.io/part-of", *extra_keys)
+    return {k: labels[k] for k in keys if k in labels}
+
+
 def namespace(name: str, extra_labels: dict[str, str] | None = None) -> dict[str, Any]:
     """A namespace enforcing the `restricted` Pod Security Standard."""
     return {

@@ -588,15 +588,8 @@ def _files_annotation(*hashes: pulumi.Input[str] | None) -> dict[str, Any]:
 
 
 def _selector(labels: dict[str, str]) -> dict[str, str]:
-    """The identifying labels (not managed-by): each group's StatefulSet selects only its own pods."""
-    keys = (
-        "app.kubernetes.io/name",
-        "app.kubernetes.io/component",
-        "app.kubernetes.io/part-of",
-        GROUP_LABEL,
-        PARTITION_LABEL,
-    )
-    return {k: labels[k] for k in keys if k in labels}
+    """Each group's (with node auth: each node's) StatefulSet selects only its own pods."""
+    return kube.selector(labels, GROUP_LABEL, PARTITION_LABEL)
 
 
 def _http_probe(scheme: str, period: int, failures: int) -> dict[str, Any]:

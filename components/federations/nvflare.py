@@ -595,9 +595,8 @@ def _part(kits: pulumi.Output[dict[str, Any]], *keys: str) -> pulumi.Output[dict
 
 
 def _selector(labels: dict[str, str]) -> dict[str, str]:
-    """The identifying labels (not managed-by): each site's Deployment selects only its own pod."""
-    keys = ("app.kubernetes.io/name", "app.kubernetes.io/component", "app.kubernetes.io/part-of", SITE_LABEL)
-    return {k: labels[k] for k in keys if k in labels}
+    """Each site's Deployment selects only its own pod."""
+    return kube.selector(labels, SITE_LABEL)
 
 
 def _tcp_probe(period: int, failures: int) -> dict[str, Any]:
