@@ -129,6 +129,38 @@ def deny_ingress(ns: str) -> dict[str, Any]:
     }
 
 
+def deny_all(ns: str) -> dict[str, Any]:
+    """Default-deny ingress AND egress for every pod in the namespace; components then allow what they need."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "default-deny", "namespace": ns},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+    }
+
+
+# Cluster DNS: kube-dns (CoreDNS keeps the label) in kube-system, on UDP and TCP 53.
+DNS_PEER = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+}
+DNS_PORTS = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+
+
+def allow_dns(ns: str) -> dict[str, Any]:
+    """Egress to cluster DNS for every pod in the namespace (Service names must resolve under deny_all)."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "allow-dns", "namespace": ns},
+        "spec": {
+            "podSelector": {},
+            "policyTypes": ["Egress"],
+            "egress": [{"to": [DNS_PEER], "ports": DNS_PORTS}],
+        },
+    }
+
+
 def pod_security(uid: int) -> dict[str, Any]:
     return {
         "runAsNonRoot": True,

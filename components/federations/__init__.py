@@ -1,7 +1,8 @@
 """Federations: one module per FL framework.
 
 Adding a framework = adding a module with a settings dataclass and a ComponentResource taking
-`(name, FederationConfig, Platform, opts)`, then one line in each table below.
+`(name, FederationConfig, Platform, opts)` whose `Settings` attribute names that dataclass, then one line
+in FRAMEWORKS below.
 """
 
 from __future__ import annotations
@@ -37,15 +38,12 @@ class Federation(Protocol):
     outputs: dict[str, Any]
 
 
-SETTINGS: dict[str, type] = {
-    "flower": flower.FlowerSettings,
-    "nvflare": nvflare.NvflareSettings,
-}
-
-_COMPONENTS: dict[str, Any] = {
+# framework name (the `framework:` value and its settings key) -> component; the one registration.
+FRAMEWORKS: dict[str, Any] = {
     "flower": flower.FlowerFederation,
     "nvflare": nvflare.NvflareFederation,
 }
+SETTINGS: dict[str, type] = {name: component.Settings for name, component in FRAMEWORKS.items()}
 
 
 def platform(cluster: Target, storage: Storage) -> Platform:
@@ -53,4 +51,4 @@ def platform(cluster: Target, storage: Storage) -> Platform:
 
 
 def deploy(federations: list[FederationConfig], platform: Platform) -> dict[str, Federation]:
-    return {fed.name: _COMPONENTS[fed.framework](fed.name, fed, platform) for fed in federations}
+    return {fed.name: FRAMEWORKS[fed.framework](fed.name, fed, platform) for fed in federations}

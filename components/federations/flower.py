@@ -147,6 +147,8 @@ SCRATCH_MOUNTS, SCRATCH_VOLUMES = kube.scratch_volumes(HOME)
 
 
 class FlowerFederation(pulumi.ComponentResource):
+    Settings = FlowerSettings
+
     def __init__(
         self,
         name: str,

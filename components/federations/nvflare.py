@@ -193,6 +193,8 @@ def _kit_volumes(prefix: str) -> list[dict[str, Any]]:
 
 
 class NvflareFederation(pulumi.ComponentResource):
+    Settings = NvflareSettings
+
     def __init__(
         self,
         name: str,

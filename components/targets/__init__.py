@@ -1,12 +1,12 @@
 """Targets: each kind yields one Kubernetes provider that every Kubernetes resource uses.
 
-Adding a target = adding a module with a settings dataclass and a ComponentResource satisfying `Target`,
-then one line in each table below.
+Adding a target = adding a module with a settings dataclass and a ComponentResource satisfying `Target`
+whose `Settings` attribute names that dataclass, then one line in KINDS below.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -25,19 +25,15 @@ class Target(Protocol):
     outputs: dict[str, pulumi.Input[str]]
 
 
-SETTINGS: dict[str, type] = {
-    "minikube": minikube.MinikubeSettings,
-    "existing": existing.ExistingSettings,
-    "eks": eks.EksSettings,
-}
-
-_COMPONENTS = {
+# target kind (the `kind:` value and its settings key) -> component; the one registration.
+KINDS: dict[str, Any] = {
     "minikube": minikube.MinikubeCluster,
     "existing": existing.ExistingCluster,
     "eks": eks.EksCluster,
 }
+SETTINGS: dict[str, type] = {kind: component.Settings for kind, component in KINDS.items()}
 
 
 def provision(config: TargetConfig, name: str) -> Target:
-    component: Target = _COMPONENTS[config.kind](name, config.settings)
+    component: Target = KINDS[config.kind](name, config.settings)
     return component

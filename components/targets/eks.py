@@ -145,6 +145,8 @@ def _principal_suffix(arn: str) -> str:
 
 
 class EksCluster(pulumi.ComponentResource):
+    Settings = EksSettings
+
     def __init__(self, name: str, settings: EksSettings, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("flstack:targets:Eks", name, None, opts)
         s = self.settings = settings

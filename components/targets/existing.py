@@ -31,6 +31,8 @@ class ExistingSettings:
 
 
 class ExistingCluster(pulumi.ComponentResource):
+    Settings = ExistingSettings
+
     def __init__(self, name: str, settings: ExistingSettings, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("flstack:targets:Existing", name, None, opts)
         s = settings

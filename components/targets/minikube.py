@@ -49,6 +49,8 @@ def kubeconfig_command(profile: str) -> str:
 class MinikubeCluster(pulumi.ComponentResource):
     """`minikube start -p PROFILE` on create, `minikube delete -p PROFILE` on destroy, and a provider for it."""
 
+    Settings = MinikubeSettings
+
     def __init__(self, name: str, settings: MinikubeSettings, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("flstack:targets:Minikube", name, None, opts)
         s = settings
