@@ -21,6 +21,9 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+# Imported for their registration tables, which fill the config registry parse() checks against.
+import components.federations
+import components.targets  # noqa: F401
 from components.config import ConfigError, parse
 from tools import preflight, stack_files
 from tools.stack_files import StackNotFoundError

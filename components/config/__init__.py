@@ -8,6 +8,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
+from . import registry
 from .model import FederationConfig, StackConfig, StorageConfig, TargetConfig
 from .schema import Problems, Secret, parse_object
 
@@ -23,6 +24,7 @@ __all__ = [
     "TargetConfig",
     "load",
     "parse",
+    "registry",
 ]
 
 

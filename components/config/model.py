@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from . import registry
 from .schema import rule
 
 DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
@@ -20,18 +21,26 @@ QUANTITY = r"[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|m|k|M|G|T|P)?"
 QUANTITY_HELP = "a Kubernetes quantity such as 10Gi or 500m"
 KUBE_VERSION = r"1\.[0-9]{2}(\.[0-9]+)?"
 KUBE_VERSION_HELP = "a Kubernetes version such as 1.34.0"
+UNITS = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15}
+UNITS.update({f"{p}i": 1024.0**n for n, p in enumerate("KMGTP", start=1)})
+
+
+def quantity_bytes(text: str) -> float:
+    """`1Ti` -> 1099511627776.0: a QUANTITY-shaped string as a number (for size floors)."""
+    number, unit = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", text).groups()  # type: ignore[union-attr]
+    return float(number) * UNITS[unit]
+
+
+# Every target offers these ReadWriteMany kinds; a target registers any others it brings (SHARED_STORAGE).
+COMMON_SHARED_KINDS = ("none", "existing", "nfs")
 
 
 def _target_kinds() -> Mapping[str, type]:
-    from components.targets import SETTINGS
-
-    return SETTINGS
+    return registry.target_settings()
 
 
 def _frameworks() -> Mapping[str, type]:
-    from components.federations import SETTINGS
-
-    return SETTINGS
+    return registry.framework_settings()
 
 
 @dataclass(frozen=True)
@@ -47,10 +56,10 @@ class SharedStorageConfig:
     """ReadWriteMany storage that federations ask for by the name `shared`.
 
     `existing`: a class the cluster already has; `nfs`: an in-cluster NFS server (any target) backed by
-    the data class; `efs`: Amazon EFS (eks target only).
+    the data class; or a kind the target brings (`efs` on eks, `filestore` on gke): StackConfig checks it.
     """
 
-    kind: Literal["none", "existing", "nfs", "efs"] = "none"
+    kind: str = "none"
     storage_class: str | None = None
     # The NFS server's own volume (kind nfs): every shared volume lives inside it. Default 20Gi.
     size: str | None = rule(None, pattern=QUANTITY, pattern_help=QUANTITY_HELP)
@@ -121,25 +130,53 @@ class StackConfig:
                 elif ns == NFS_NAMESPACE and self.storage.shared.kind == "nfs":
                     yield f"federations[{i}].{key}", f"{ns!r} is where flstack runs the NFS server: pick another"
 
+    def _shared_kinds(self) -> tuple[str, ...]:
+        return (*COMMON_SHARED_KINDS, *registry.shared_storage(self.target.kind))
+
+    def _shared_kind_offered(self) -> Iterator[tuple[str, str]]:
+        kind = self.storage.shared.kind
+        if kind in self._shared_kinds():
+            return
+        owners = sorted(k for k in registry.TARGETS if kind in registry.shared_storage(k))
+        allowed = ", ".join(repr(k) for k in self._shared_kinds())
+        if owners:
+            yield (
+                "storage.shared.kind",
+                f"{kind!r} needs the {' or '.join(owners)} target (target is {self.target.kind!r}); "
+                f"allowed here: {allowed} ('nfs' is an in-cluster NFS server)",
+            )
+        else:
+            yield "storage.shared.kind", f"expected one of {allowed} (the {self.target.kind} target's), got {kind!r}"
+
     def _shared_storage_users(self) -> Iterator[tuple[str, str]]:
-        if self.storage.shared.kind != "none":
+        kind = self.storage.shared.kind
+        if kind == "none":
+            allowed = ", ".join(k for k in self._shared_kinds() if k != "none")
+            for i, fed in enumerate(self.federations):
+                keys: list[str] = getattr(getattr(fed, "settings", None), "shared_storage_keys", list)()
+                for key in keys:
+                    yield (
+                        f"federations[{i}].{fed.framework}.{key}",
+                        f"needs ReadWriteMany storage: set flstack:storage.shared.kind ({allowed})",
+                    )
+            return
+        minimum = registry.shared_storage(self.target.kind).get(kind)
+        if minimum is None:
             return
         for i, fed in enumerate(self.federations):
-            keys: list[str] = getattr(getattr(fed, "settings", None), "shared_storage_keys", list)()
-            for key in keys:
-                yield (
-                    f"federations[{i}].{fed.framework}.{key}",
-                    "needs ReadWriteMany storage: set flstack:storage.shared.kind (nfs, efs on eks, or existing)",
-                )
+            claims: list[tuple[str, str]] = getattr(getattr(fed, "settings", None), "shared_storage_claims", list)()
+            for key, size in claims:
+                if quantity_bytes(size) < quantity_bytes(minimum):
+                    yield (
+                        f"federations[{i}].{fed.framework}.{key}",
+                        f"{size!r} is below the smallest {kind!r} volume ({minimum}), which would be billed in full: "
+                        f"ask for at least {minimum}, or use storage.shared.kind 'nfs' for small shared data",
+                    )
 
     def check(self) -> Iterator[tuple[str, str]]:
         yield from self._reserved_namespaces()
+        yield from self._shared_kind_offered()
         yield from self._shared_storage_users()
-        if self.storage.shared.kind == "efs" and self.target.kind != "eks":
-            yield (
-                "storage.shared.kind",
-                f"'efs' needs the eks target (target is {self.target.kind!r}); use 'nfs' for an in-cluster NFS server",
-            )
         seen_names: dict[str, int] = {}
         seen_namespaces: dict[str, int] = {}
         for i, fed in enumerate(self.federations):

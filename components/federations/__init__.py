@@ -14,7 +14,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
-from components.config import FederationConfig
+from components.config import FederationConfig, registry
 from components.storage import Storage
 from components.targets import Target
 
@@ -44,6 +44,7 @@ FRAMEWORKS: dict[str, Any] = {
     "nvflare": nvflare.NvflareFederation,
 }
 SETTINGS: dict[str, type] = {name: component.Settings for name, component in FRAMEWORKS.items()}
+registry.FRAMEWORKS.update(FRAMEWORKS)
 
 
 def platform(cluster: Target, storage: Storage) -> Platform:

@@ -89,6 +89,10 @@ class FlowerSettings:
         """The settings that need the stack's ReadWriteMany `shared` storage (checked before anything exists)."""
         return ["sharedData"] if self.shared_data is not None else []
 
+    def shared_storage_claims(self) -> list[tuple[str, str]]:
+        """(settings key, requested size) of each claim on the `shared` class: checked against the kind's floor."""
+        return [("sharedData.size", self.shared_data.size)] if self.shared_data is not None else []
+
     def check(self) -> Iterator[tuple[str, str]]:
         yield from _check_node_config("nodeConfig", self.node_config)
         for i, group in enumerate(self.groups):

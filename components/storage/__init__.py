@@ -1,16 +1,20 @@
-"""Storage: the ReadWriteOnce class for federation state and the ReadWriteMany class called `shared`."""
+"""Storage: the ReadWriteOnce class for federation state and the ReadWriteMany class called `shared`.
+
+Which block storage a cluster needs, and which ReadWriteMany kinds it has beyond `nfs` and `existing`, is
+the target's to say (`Target.block_storage`, `Target.SHARED_STORAGE`): nothing here names a target.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from components.config import ConfigError, StorageConfig
-from components.targets import Target
-from components.targets.eks import EksCluster
 
-from .ebs_csi import EbsCsi
-from .efs import Efs
 from .nfs import NfsServer
+
+if TYPE_CHECKING:  # targets build their storage from this package's modules: no import back at run time
+    from components.targets import Target
 
 
 @dataclass(frozen=True)
@@ -29,22 +33,15 @@ class Storage:
 
 
 def provision(config: StorageConfig, target: Target) -> Storage:
-    eks = target if isinstance(target, EksCluster) else None
-    data_class = config.data_class
-    if eks is not None:
-        # EKS has no working default class: install the EBS driver, state goes on volumes that are retained.
-        data_class = data_class or EbsCsi("storage-ebs", eks).retain_class
-    else:
-        data_class = data_class or target.default_data_class
-
+    data_class = config.data_class or target.block_storage()
     shared = config.shared
     shared_class: str | None = None
     if shared.kind == "existing":
         shared_class = shared.storage_class
     elif shared.kind == "nfs":
         shared_class = NfsServer("storage-nfs", target.provider, data_class, shared.size).class_name
-    elif shared.kind == "efs":
-        if eks is None:  # StackConfig.check reports this before any resource exists; kept for direct callers
-            raise ConfigError("flstack:storage.shared.kind: 'efs' needs the eks target")
-        shared_class = Efs("storage-efs", eks).class_name
+    elif shared.kind in target.SHARED_STORAGE:
+        shared_class = target.shared_storage(shared.kind)
+    elif shared.kind != "none":  # StackConfig.check reports this before any resource exists; kept for direct callers
+        raise ConfigError(f"flstack:storage.shared.kind: {shared.kind!r} is not offered by this target")
     return Storage(data_class=data_class, shared_class=shared_class)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import pulumi
 import pulumi_aws as aws
 
 from components import iam
-from components.targets.eks import EksCluster
+
+if TYPE_CHECKING:  # the eks target builds this: no import back at run time
+    from components.targets.eks import EksCluster
 
 
 def csi_driver(

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pulumi
 
 from components import kube
-from components.targets.eks import EksCluster
 
 from .classes import storage_class
 from .csi_addon import csi_driver
+
+if TYPE_CHECKING:  # the eks target builds this: no import back at run time
+    from components.targets.eks import EksCluster
 
 DEFAULT_CLASS = "gp3"  # the cluster default: scratch volumes, deleted with their claim
 RETAIN_CLASS = "gp3-retain"  # federation state: the volume outlives its claim (and a `pulumi destroy`)

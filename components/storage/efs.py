@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pulumi
 import pulumi_aws as aws
 
 from components import kube
-from components.targets.eks import EksCluster
 
 from .classes import storage_class
 from .csi_addon import csi_driver
+
+if TYPE_CHECKING:  # the eks target builds this: no import back at run time
+    from components.targets.eks import EksCluster
 
 CLASS = "shared-efs"
 SERVICE_ACCOUNT = "efs-csi-controller-sa"

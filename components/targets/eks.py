@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import pulumi
 import pulumi_aws as aws
@@ -20,6 +20,8 @@ import pulumi_kubernetes as k8s
 from components import iam
 from components.config.model import CIDR_HELP, is_cidr
 from components.config.schema import rule
+from components.storage.ebs_csi import EbsCsi
+from components.storage.efs import Efs
 
 from .eks_network import NatGateways, Network
 from .eks_nodes import NodeGroupSettings, launch_template, node_group
@@ -146,6 +148,7 @@ def _principal_suffix(arn: str) -> str:
 
 class EksCluster(pulumi.ComponentResource):
     Settings = EksSettings
+    SHARED_STORAGE: ClassVar[dict[str, str | None]] = {"efs": None}  # EFS grows with its data: no minimum
 
     def __init__(self, name: str, settings: EksSettings, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("flstack:targets:Eks", name, None, opts)
@@ -227,7 +230,6 @@ class EksCluster(pulumi.ComponentResource):
         self.node_groups = self._node_groups(name, aws_opts)
 
         self.kubernetes_version = s.kubernetes_version
-        self.default_data_class: str | None = None  # EKS has no default class: storage installs EBS CSI
         # The in-tree controller's default, a Classic ELB, hides client IPs; an NLB with
         # externalTrafficPolicy Local keeps them, so the NetworkPolicy's ipBlocks see real sources.
         self.load_balancer_annotations = {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}
@@ -255,6 +257,14 @@ class EksCluster(pulumi.ComponentResource):
             "kubeconfigCommand": f"aws eks update-kubeconfig --name {s.name} --region {s.region}",
         }
         self.register_outputs(self.outputs)
+
+    def block_storage(self) -> str:
+        # EKS has no working default class: install the EBS driver, state goes on volumes that are retained.
+        # Named and parented as before storage moved into the targets, so existing stacks keep their URNs.
+        return EbsCsi("storage-ebs", self).retain_class
+
+    def shared_storage(self, kind: str) -> str:
+        return Efs("storage-efs", self).class_name
 
     def managed_policy(self, path: str) -> pulumi.Output[str]:
         return iam.managed_policy_arn(self.partition, path)

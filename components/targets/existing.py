@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -32,10 +32,11 @@ class ExistingSettings:
 
 class ExistingCluster(pulumi.ComponentResource):
     Settings = ExistingSettings
+    SHARED_STORAGE: ClassVar[dict[str, str | None]] = {}  # ReadWriteMany: nfs, or a class it has (existing)
 
     def __init__(self, name: str, settings: ExistingSettings, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("flstack:targets:Existing", name, None, opts)
-        s = settings
+        s = self.settings = settings
         kubeconfig: Any = s.kubeconfig.output() if s.kubeconfig is not None else s.kubeconfig_path
         identifier = s.cluster_identifier or s.context or "existing"
         self.provider = k8s.Provider(
@@ -46,7 +47,6 @@ class ExistingCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.kubernetes_version = s.kubernetes_version
-        self.default_data_class = s.default_storage_class
         self.load_balancer_annotations: dict[str, str] = {}
         self.outputs: dict[str, pulumi.Input[str]] = {
             "kind": "existing",
@@ -54,3 +54,9 @@ class ExistingCluster(pulumi.ComponentResource):
             "kubernetesVersion": s.kubernetes_version,
         }
         self.register_outputs(self.outputs)
+
+    def block_storage(self) -> str | None:
+        return self.settings.default_storage_class  # None: the cluster's own default class
+
+    def shared_storage(self, kind: str) -> str:
+        raise ValueError(f"an existing cluster brings no ReadWriteMany storage of kind {kind!r}")

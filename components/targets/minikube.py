@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import pulumi
 import pulumi_command as command
@@ -50,6 +50,7 @@ class MinikubeCluster(pulumi.ComponentResource):
     """`minikube start -p PROFILE` on create, `minikube delete -p PROFILE` on destroy, and a provider for it."""
 
     Settings = MinikubeSettings
+    SHARED_STORAGE: ClassVar[dict[str, str | None]] = {}  # ReadWriteMany: nfs (or existing) only
 
     def __init__(self, name: str, settings: MinikubeSettings, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("flstack:targets:Minikube", name, None, opts)
@@ -78,7 +79,6 @@ class MinikubeCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.kubernetes_version = s.kubernetes_version
-        self.default_data_class: str | None = "standard"
         self.load_balancer_annotations: dict[str, str] = {}
         self.outputs: dict[str, pulumi.Input[str]] = {
             "kind": "minikube",
@@ -87,3 +87,9 @@ class MinikubeCluster(pulumi.ComponentResource):
             "kubectl": f"kubectl --context {s.profile}",
         }
         self.register_outputs(self.outputs)
+
+    def block_storage(self) -> str:
+        return "standard"  # minikube's hostpath provisioner, which it installs itself
+
+    def shared_storage(self, kind: str) -> str:
+        raise ValueError(f"minikube brings no ReadWriteMany storage of kind {kind!r}")

@@ -85,7 +85,10 @@ def test_flower_is_unchanged_by_shared_storage() -> None:
             {"kind": "nfs", "storageClass": "x"},
             "flstack:storage.shared.storageClass: only used when kind is 'existing'",
         ),
-        ({"kind": "s3"}, "flstack:storage.shared.kind: expected one of 'none', 'existing', 'nfs', 'efs', got 's3'"),
+        (
+            {"kind": "s3"},
+            "flstack:storage.shared.kind: expected one of 'none', 'existing', 'nfs' (the minikube target's), got 's3'",
+        ),
     ],
 )
 def test_bad_shared_storage_config(shared: dict[str, Any], expected: str) -> None:
