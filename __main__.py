@@ -8,9 +8,11 @@ stack = config.load()  # validates everything before any resource is registered
 
 cluster = targets.provision(stack.target, name="cluster")
 volumes = storage.provision(stack.storage, cluster)
-platform = federations.platform(cluster, volumes)
+platform = federations.platform(cluster, volumes, stack.operators)
 deployed = federations.deploy(stack.federations, platform)
 
 pulumi.export("target", cluster.outputs)
 pulumi.export("storage", volumes.outputs)
 pulumi.export("federations", {name: fed.outputs for name, fed in deployed.items()})
+if platform.operators.outputs:
+    pulumi.export("operators", platform.operators.outputs)

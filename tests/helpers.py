@@ -9,6 +9,7 @@ from typing import Any
 import kubernetes_validate
 import pulumi
 
+from components.federations import kubeflow_checks
 from tools import render as render_tool
 from tools.stack_files import StackFiles
 
@@ -62,5 +63,9 @@ def schema_errors(obj: dict[str, Any], kubernetes_version: str) -> list[str]:
     except kubernetes_validate.ValidationError as err:
         return [f"{obj['kind']} {obj['metadata'].get('name')}: {err.message} at {list(err.path)}"]
     except kubernetes_validate.SchemaNotFoundError as err:
-        return [f"{obj['kind']} {obj['metadata'].get('name')}: no schema ({err})"]
+        # Custom resources: their own models (and webhook rules) plus every pod template they embed.
+        problems = kubeflow_checks.custom_resource_problems(obj)
+        if problems is None:
+            return [f"{obj['kind']} {obj['metadata'].get('name')}: no schema ({err})"]
+        return problems
     return []

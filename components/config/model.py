@@ -99,12 +99,50 @@ class FederationConfig:
         return list(of(self.home_namespace)) if callable(of) else []
 
     def check(self) -> Iterator[tuple[str, str]]:
+        # Frameworks that render custom resources check them (models, webhook rules, pod schemas) here,
+        # before anything is registered.
+        rendered = getattr(self.settings, "manifest_problems", None)
+        if callable(rendered):
+            for key, message in rendered(self.name, self.home_namespace):
+                yield (f"{self.framework}.{key}" if key else self.framework), message
         for key, ns in self.party_namespaces():
             if len(ns) > 63:
                 yield (
                     f"{self.framework}.{key}",
                     f"its namespace {ns!r} is longer than 63 characters: shorten it or the federation's namespace",
                 )
+
+
+@dataclass(frozen=True)
+class TrainerOperatorConfig:
+    """Kubeflow Trainer v2 (TrainJob), for `framework: kubeflow`. `existing`: the cluster already runs it."""
+
+    version: Literal["2.3.0"] = "2.3.0"  # Helm chart version; flstack knows what each version needs
+    existing: bool = False
+
+
+@dataclass(frozen=True)
+class TrainingOperatorConfig:
+    """Kubeflow Training Operator v1 (PyTorchJob), for `framework: fltk`. `existing`: already installed."""
+
+    version: Literal["v1.9.4"] = "v1.9.4"
+    existing: bool = False
+
+
+@dataclass(frozen=True)
+class OperatorsConfig:
+    """Cluster add-ons, installed once per stack and only when a federation's framework needs them."""
+
+    trainer: TrainerOperatorConfig = field(default_factory=TrainerOperatorConfig)
+    training_operator: TrainingOperatorConfig = field(default_factory=TrainingOperatorConfig)
+
+
+# operator (the key under flstack:operators) -> version -> the lowest Kubernetes minor version it supports.
+OPERATOR_MIN_KUBERNETES = {
+    "trainer": {"2.3.0": (1, 31)},
+    "trainingOperator": {"v1.9.4": (1, 25)},  # its README: "Version >= 1.25 of Kubernetes"
+}
+OPERATOR_TITLES = {"trainer": "Kubeflow Trainer", "trainingOperator": "Kubeflow Training Operator"}
 
 
 # Namespaces a federation must never claim: the cluster's own, and the one flstack's NFS server lives in.
@@ -117,6 +155,32 @@ class StackConfig:
     target: TargetConfig
     storage: StorageConfig = field(default_factory=StorageConfig)
     federations: list[FederationConfig] = field(default_factory=list)
+    operators: OperatorsConfig = field(default_factory=OperatorsConfig)
+
+    def needed_operators(self) -> dict[str, int]:
+        """Operator key -> index of the first federation needing it (a framework's settings name it: `operator`)."""
+        needed: dict[str, int] = {}
+        for i, fed in enumerate(self.federations):
+            operator = getattr(getattr(fed, "settings", None), "operator", None)
+            if operator:
+                needed.setdefault(operator, i)
+        return needed
+
+    def _operator_versions(self) -> Iterator[tuple[str, str]]:
+        version = getattr(self.target.settings, "kubernetes_version", None)
+        if not isinstance(version, str):
+            return
+        have = tuple(int(part) for part in version.split(".")[:2])
+        for operator, i in self.needed_operators().items():
+            wanted = getattr(self.operators, _snake(operator)).version
+            low = OPERATOR_MIN_KUBERNETES[operator][wanted]
+            if have < low:
+                yield (
+                    f"target.{self.target.kind}.kubernetesVersion",
+                    f"{version!r} is below {low[0]}.{low[1]}, the lowest Kubernetes {OPERATOR_TITLES[operator]} "
+                    f"{wanted} supports (federations[{i}] uses framework {self.federations[i].framework!r}): "
+                    f"raise it to {low[0]}.{low[1]} or later",
+                )
 
     def _reserved_namespaces(self) -> Iterator[tuple[str, str]]:
         for i, fed in enumerate(self.federations):
@@ -177,6 +241,7 @@ class StackConfig:
         yield from self._reserved_namespaces()
         yield from self._shared_kind_offered()
         yield from self._shared_storage_users()
+        yield from self._operator_versions()
         seen_names: dict[str, int] = {}
         seen_namespaces: dict[str, int] = {}
         for i, fed in enumerate(self.federations):
@@ -195,6 +260,10 @@ class StackConfig:
                         f"{ns!r} is already used by federations[{seen_namespaces[ns]}]; each federation needs its own",
                     )
                 seen_namespaces.setdefault(ns, i)
+
+
+def _snake(key: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
 
 
 # Building blocks that several frameworks' settings share.

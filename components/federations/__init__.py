@@ -15,10 +15,12 @@ import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
 from components.config import FederationConfig, registry
+from components.config.model import OperatorsConfig
+from components.operators import Operators
 from components.storage import Storage
 from components.targets import Target
 
-from . import flower, nvflare
+from . import flower, kubeflow, nvflare
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class Platform:
     storage: Storage
     tls: tls.Provider  # certificates and keys: pulumi-tls, generated once and kept in state
     load_balancer_annotations: dict[str, str]  # what this target's LoadBalancer Services need
+    operators: Operators  # cluster add-ons (Kubeflow operators), installed on a federation's first request
 
     def opts(self, parent: pulumi.Resource, **kwargs: Any) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=parent, provider=self.provider, **kwargs)
@@ -42,13 +45,15 @@ class Federation(Protocol):
 FRAMEWORKS: dict[str, Any] = {
     "flower": flower.FlowerFederation,
     "nvflare": nvflare.NvflareFederation,
+    "kubeflow": kubeflow.KubeflowFederation,
 }
 SETTINGS: dict[str, type] = {name: component.Settings for name, component in FRAMEWORKS.items()}
 registry.FRAMEWORKS.update(FRAMEWORKS)
 
 
-def platform(cluster: Target, storage: Storage) -> Platform:
-    return Platform(cluster.provider, storage, tls.Provider("tls"), cluster.load_balancer_annotations)
+def platform(cluster: Target, storage: Storage, operators: OperatorsConfig | None = None) -> Platform:
+    addons = Operators(operators or OperatorsConfig(), cluster.provider)
+    return Platform(cluster.provider, storage, tls.Provider("tls"), cluster.load_balancer_annotations, addons)
 
 
 def deploy(federations: list[FederationConfig], platform: Platform) -> dict[str, Federation]:

@@ -41,7 +41,10 @@ BAD = [
         {"target": {"kind": "minikube", "existing": {}}},
         "flstack:target.existing: settings for 'existing' given but kind is 'minikube'",
     ),
-    ({"target": MINIKUBE, "federation": []}, "flstack:federation: unknown key; allowed: federations, storage, target"),
+    (
+        {"target": MINIKUBE, "federation": []},
+        "flstack:federation: unknown key; allowed: federations, operators, storage, target",
+    ),
     ({"target": MINIKUBE, "federations": {"a": 1}}, "flstack:federations: expected a list, got {'a': 1}"),
     (
         {"target": MINIKUBE, "federations": [{"name": "a"}]},
