@@ -14,9 +14,10 @@ def issuer_host(url: str) -> str:
     return url.removeprefix("https://")
 
 
-def trust_policy(provider_arn: str, provider_url: str, namespace: str, service_account: str) -> str:
-    """Only the named service account's projected token (audience STS) may assume the role."""
+def trust_policy(provider_arn: str, provider_url: str, namespace: str, service_accounts: list[str]) -> str:
+    """Only the named service accounts' projected tokens (audience STS) may assume the role."""
     host = issuer_host(provider_url)
+    subjects = [f"system:serviceaccount:{namespace}:{sa}" for sa in service_accounts]
     return json.dumps(
         {
             "Version": "2012-10-17",
@@ -28,7 +29,7 @@ def trust_policy(provider_arn: str, provider_url: str, namespace: str, service_a
                     "Condition": {
                         "StringEquals": {
                             f"{host}:aud": "sts.amazonaws.com",
-                            f"{host}:sub": f"system:serviceaccount:{namespace}:{service_account}",
+                            f"{host}:sub": subjects[0] if len(subjects) == 1 else subjects,
                         }
                     },
                 }
@@ -38,22 +39,27 @@ def trust_policy(provider_arn: str, provider_url: str, namespace: str, service_a
     )
 
 
+def service_account_trust(
+    oidc: aws.iam.OpenIdConnectProvider, namespace: str, service_accounts: list[str]
+) -> pulumi.Output[str]:
+    return pulumi.Output.all(oidc.arn, oidc.url).apply(
+        lambda args: trust_policy(args[0], args[1], namespace, service_accounts)
+    )
+
+
 def service_account_role(
     name: str,
     oidc: aws.iam.OpenIdConnectProvider,
     namespace: str,
-    service_account: str,
+    service_accounts: list[str],
     managed_policy: pulumi.Input[str],
     opts: pulumi.ResourceOptions,
 ) -> tuple[aws.iam.Role, aws.iam.RolePolicyAttachment]:
-    """A role for `namespace/service_account` with one AWS managed policy; wait on both before use."""
-    policy = pulumi.Output.all(oidc.arn, oidc.url).apply(
-        lambda args: trust_policy(args[0], args[1], namespace, service_account)
-    )
+    """A role for `namespace/<each service account>` with one AWS managed policy; wait on both before use."""
     role = aws.iam.Role(
         name,
-        assume_role_policy=policy,
-        description=f"IRSA role for {namespace}/{service_account}",
+        assume_role_policy=service_account_trust(oidc, namespace, service_accounts),
+        description=f"IRSA role for {namespace}/{','.join(service_accounts)}",
         opts=opts,
     )
     attachment = aws.iam.RolePolicyAttachment(name, role=role.name, policy_arn=managed_policy, opts=opts)

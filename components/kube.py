@@ -47,6 +47,27 @@ def apply(obj: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.CustomRes
     return cls(logical, opts=opts, **fields)  # type: ignore[no-any-return]
 
 
+def chart(
+    name: str,
+    chart: str,
+    version: str,
+    repository: str,
+    ns: str,
+    values: dict[str, Any],
+    opts: pulumi.ResourceOptions,
+) -> k8s.helm.v4.Chart:
+    """An upstream Helm chart at a pinned version; helm.v4 registers each object for previews and policies."""
+    return k8s.helm.v4.Chart(
+        name,
+        chart=chart,
+        version=version,
+        repository_opts={"repo": repository},
+        namespace=ns,
+        values=values,
+        opts=opts,
+    )
+
+
 def content_hash(*values: pulumi.Input[str]) -> pulumi.Output[str]:
     """A short, stable digest of file contents, for pod-template annotations that roll pods on change."""
     return pulumi.Output.all(*values).apply(lambda texts: hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16])

@@ -69,6 +69,9 @@ DEFAULT_SYNTHESIZERS: dict[str, Synthesizer] = {
     "aws:iam/role:Role": lambda a: {"name": a.name, "arn": f"arn:aws:iam::{MOCK_ACCOUNT}:role/{a.name}"},
     "aws:kms/key:Key": lambda a: {"arn": f"arn:aws:kms:mock:{MOCK_ACCOUNT}:key/{a.name}", "keyId": a.name},
     "aws:ec2/launchTemplate:LaunchTemplate": lambda a: {"latestVersion": 1},
+    "aws:eks/nodeGroup:NodeGroup": lambda a: {
+        "resources": [{"autoscalingGroups": [{"name": _placeholder(a, "autoscaling group")}]}]
+    },
     "aws:efs/fileSystem:FileSystem": lambda a: {
         "arn": f"arn:aws:elasticfilesystem:mock:{MOCK_ACCOUNT}:file-system/{a.name}"
     },
@@ -83,6 +86,11 @@ DEFAULT_CALLS: dict[str, Call] = {
     "aws:index/getAvailabilityZones:getAvailabilityZones": lambda args, region: {
         "names": [f"{region}{zone}" for zone in "abcd"],
         "zoneIds": [f"mock-az{i}" for i in range(1, 5)],
+    },
+    "aws:eks/getAddonVersion:getAddonVersion": lambda args, region: {
+        "addonName": args["addonName"],
+        "kubernetesVersion": args["kubernetesVersion"],
+        "version": f"<default {args['addonName']} for {args['kubernetesVersion']}>",
     },
     "aws:index/getPartition:getPartition": lambda args, region: {
         "partition": "aws",

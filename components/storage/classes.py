@@ -16,11 +16,12 @@ def storage_class(
     reclaim_policy: Literal["Delete", "Retain"],
     binding_mode: Literal["Immediate", "WaitForFirstConsumer"],
     default: bool = False,
+    expandable: bool = True,
 ) -> dict[str, Any]:
     metadata: dict[str, Any] = {"name": name, "labels": {"app.kubernetes.io/managed-by": "flstack"}}
     if default:
         metadata["annotations"] = {DEFAULT_CLASS_ANNOTATION: "true"}
-    return {
+    sc: dict[str, Any] = {
         "apiVersion": "storage.k8s.io/v1",
         "kind": "StorageClass",
         "metadata": metadata,
@@ -28,5 +29,7 @@ def storage_class(
         "parameters": parameters,
         "reclaimPolicy": reclaim_policy,
         "volumeBindingMode": binding_mode,
-        "allowVolumeExpansion": True,
     }
+    if expandable:
+        sc["allowVolumeExpansion"] = True
+    return sc

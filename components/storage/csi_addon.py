@@ -18,27 +18,24 @@ def csi_driver(
     name: str,
     cluster: EksCluster,
     addon_name: str,
-    service_account: str,
+    service_accounts: list[str],
     managed_policy: str,
     aws_opts: pulumi.ResourceOptions,
     wait_for: Sequence[pulumi.Resource] = (),
 ) -> tuple[aws.iam.Role, aws.eks.Addon]:
-    """The role (trusted only by kube-system/`service_account`) and the add-on wired to it."""
+    """The role (trusted only by kube-system/`service_accounts`) and the add-on wired to it."""
     role, attachment = iam.service_account_role(
         f"{name}-controller",
         cluster.oidc_provider,
         "kube-system",
-        service_account,
+        service_accounts,
         cluster.managed_policy(managed_policy),
         aws_opts,
     )
-    addon = aws.eks.Addon(
+    addon = cluster.addon(
         f"{name}-driver",
-        cluster_name=cluster.cluster.name,
-        addon_name=addon_name,
+        addon_name,
         service_account_role_arn=role.arn,
-        resolve_conflicts_on_create="OVERWRITE",
-        resolve_conflicts_on_update="OVERWRITE",
         # The add-on turns ACTIVE only once its controller runs: it needs nodes and its policy.
         opts=pulumi.ResourceOptions.merge(
             aws_opts, pulumi.ResourceOptions(depends_on=[attachment, *wait_for, *cluster.node_groups])

@@ -26,7 +26,7 @@ class EbsCsi(pulumi.ComponentResource):
         super().__init__("flstack:storage:EbsCsi", name, None, opts)
         aws_opts = pulumi.ResourceOptions(parent=self, provider=cluster.aws_provider)
         self.role, self.addon = csi_driver(
-            name, cluster, "aws-ebs-csi-driver", SERVICE_ACCOUNT, "service-role/AmazonEBSCSIDriverPolicy", aws_opts
+            name, cluster, "aws-ebs-csi-driver", [SERVICE_ACCOUNT], "service-role/AmazonEBSCSIDriverPolicy", aws_opts
         )
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
         # WaitForFirstConsumer: an EBS volume lives in one zone, so create it where the pod lands.

@@ -16,7 +16,9 @@ if TYPE_CHECKING:  # the eks target builds this: no import back at run time
     from components.targets.eks import EksCluster
 
 CLASS = "shared-efs"
-SERVICE_ACCOUNT = "efs-csi-controller-sa"
+# The controller creates access points; the node plugin mounts them and, with IAM-authorised mounts,
+# needs the same role (the add-on's trust policy covers both).
+SERVICE_ACCOUNTS = ["efs-csi-controller-sa", "efs-csi-node-sa"]
 NFS_PORT = 2049
 
 
@@ -64,7 +66,7 @@ class Efs(pulumi.ComponentResource):
             name,
             cluster,
             "aws-efs-csi-driver",
-            SERVICE_ACCOUNT,
+            SERVICE_ACCOUNTS,
             "service-role/AmazonEFSCSIDriverPolicy",
             aws_opts,
             wait_for=mounts,
@@ -77,7 +79,8 @@ class Efs(pulumi.ComponentResource):
             "basePath": "/flstack",
         }
         kube.apply(
-            storage_class(CLASS, "efs.csi.aws.com", parameters, "Retain", "Immediate"),
+            # EFS is elastic and the driver does not implement expansion: no allowVolumeExpansion.
+            storage_class(CLASS, "efs.csi.aws.com", parameters, "Retain", "Immediate", expandable=False),
             pulumi.ResourceOptions(parent=self, provider=cluster.provider),
         )
         self.class_name = CLASS

@@ -53,14 +53,14 @@ class NfsServer(pulumi.ComponentResource):
             ),
             k8s_opts,
         )
-        self.chart = k8s.helm.v4.Chart(
+        self.chart = kube.chart(
             name,
-            chart=CHART,
-            version=CHART_VERSION,
-            repository_opts={"repo": REPOSITORY},
-            namespace=NAMESPACE,
-            values=chart_values(data_class, size or DEFAULT_SIZE),
-            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[namespace])),
+            CHART,
+            CHART_VERSION,
+            REPOSITORY,
+            NAMESPACE,
+            chart_values(data_class, size or DEFAULT_SIZE),
+            pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[namespace])),
         )
         self.class_name = CLASS
         self.register_outputs({"storageClass": CLASS, "namespace": NAMESPACE, "chartVersion": CHART_VERSION})

@@ -23,11 +23,21 @@ from components.config.schema import rule
 from components.storage.ebs_csi import EbsCsi
 from components.storage.efs import Efs
 
-from .eks_network import NatGateways, Network
+from . import eks_addons
+from .eks_autoscaler import ClusterAutoscaler
+from .eks_gpu import device_plugin
+from .eks_network import REJECTED_ZONE_IDS, ZONES, NatGateways, Network
 from .eks_nodes import NodeGroupSettings, launch_template, node_group
 
 REGION = r"[a-z]{2}(-[a-z]+)+-[0-9]+"
 EKS_VERSION = r"1\.[0-9]{2}"
+ZONE_ID = r"[a-z]{2,6}[0-9]+-az[0-9]+"
+# The newest EKS version when this was written; standard support ends 2027-03-27 (EKS release calendar).
+# Bump it (one minor at a time on a live cluster) before then; preflight checks the real status.
+DEFAULT_VERSION = "1.35"
+# The VPC CNI gives every pod a VPC address and keeps a warm ENI's worth of addresses per node, so the
+# smallest VPC accepted is a /20: three /22 node subnets of about 1000 addresses each.
+SMALLEST_VPC_PREFIX = 20
 CLUSTER_NAME = r"[A-Za-z][-A-Za-z0-9_]{0,99}"
 PRINCIPAL_ARN = r"arn:aws(-[a-z]+)*:iam::[0-9]{12}:(role|user)/[\w+=,.@/-]+"
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288)
@@ -38,7 +48,18 @@ LogType = Literal["api", "audit", "authenticator", "controllerManager", "schedul
 class EksSettings:
     region: str = rule(pattern=REGION, pattern_help="an AWS region such as eu-west-1")
     name: str = rule("flstack", pattern=CLUSTER_NAME, pattern_help="an EKS cluster name (letters, digits, - and _)")
-    kubernetes_version: str = rule("1.34", pattern=EKS_VERSION, pattern_help="an EKS version such as 1.34")
+    kubernetes_version: str = rule(DEFAULT_VERSION, pattern=EKS_VERSION, pattern_help="an EKS version such as 1.35")
+    # STANDARD: no extended-support fee; when standard support ends EKS upgrades the cluster itself.
+    # EXTENDED: up to 12 more months on the version at $0.60 instead of $0.10 per cluster-hour.
+    support_type: Literal["STANDARD", "EXTENDED"] = "STANDARD"
+    # Three availability zone IDs (e.g. euw1-az1), pinned: `preflight` suggests them. Empty: chosen at
+    # each run from the zones available then, so an impaired zone could replace subnets.
+    zone_ids: list[str] = rule(default_factory=list, pattern=ZONE_ID, pattern_help="a zone ID such as euw1-az1")
+    # Add-on versions (vpc-cni, kube-proxy, coredns, aws-ebs-csi-driver, aws-efs-csi-driver); an add-on
+    # not listed gets EKS's default version for kubernetesVersion.
+    addon_versions: dict[str, str] = field(default_factory=dict)
+    # clusterAutoscaler: grows groups from their minSize (0 included) for Pending pods, shrinks idle ones.
+    autoscaler: Literal["none", "clusterAutoscaler"] = "clusterAutoscaler"
     vpc_cidr: str = rule("10.0.0.0/16", valid=is_cidr, pattern_help="an IPv4 CIDR such as 10.0.0.0/16")
     # One NAT gateway is cheaper; one per zone keeps nodes online when a zone fails.
     nat_gateways: NatGateways = "single"
@@ -61,7 +82,15 @@ class EksSettings:
     tags: dict[str, str] = field(default_factory=dict)  # added to flstack's default tags on every resource
 
     def check(self) -> Iterator[tuple[str, str]]:
-        yield from _check_cidr("vpcCidr", self.vpc_cidr, min_prefix=16, max_prefix=24)
+        yield from _check_cidr("vpcCidr", self.vpc_cidr, min_prefix=16, max_prefix=SMALLEST_VPC_PREFIX)
+        zones = [z for z in self.zone_ids or [] if z is not None]
+        if zones and len(set(zones)) != ZONES:
+            yield "zoneIds", f"list {ZONES} different zone IDs (or none), got {zones}"
+        for i, zone in enumerate(self.zone_ids or []):
+            if zone in REJECTED_ZONE_IDS:
+                yield f"zoneIds[{i}]", f"EKS does not accept subnets in {zone}: pick another zone ID of the region"
+        for addon in sorted(set(self.addon_versions or {}) - set(eks_addons.KNOWN)):
+            yield f"addonVersions.{addon}", f"not an add-on flstack manages; expected one of {list(eks_addons.KNOWN)}"
         for i, cidr in enumerate(self.public_access_cidrs or []):
             if cidr is not None:
                 yield from _check_cidr(f"publicAccessCidrs[{i}]", cidr, min_prefix=0, max_prefix=32)
@@ -168,6 +197,7 @@ class EksCluster(pulumi.ComponentResource):
             s.name,
             s.vpc_cidr,
             s.nat_gateways,
+            s.zone_ids,
             self.aws_provider,
             pulumi.ResourceOptions(parent=self),
         )
@@ -209,7 +239,7 @@ class EksCluster(pulumi.ComponentResource):
                 provider=aws.eks.ClusterEncryptionConfigProviderArgs(key_arn=self.secrets_key.arn),
                 resources=["secrets"],
             ),
-            upgrade_policy=aws.eks.ClusterUpgradePolicyArgs(support_type="STANDARD"),  # no extended-support fees
+            upgrade_policy=aws.eks.ClusterUpgradePolicyArgs(support_type=s.support_type),
             opts=pulumi.ResourceOptions.merge(aws_opts, pulumi.ResourceOptions(depends_on=[*control_plane, log_group])),
         )
         self.oidc_issuer = self.cluster.identities.apply(oidc_issuer)
@@ -217,18 +247,22 @@ class EksCluster(pulumi.ComponentResource):
             f"{name}-oidc", url=self.oidc_issuer, client_id_lists=["sts.amazonaws.com"], opts=aws_opts
         )
         admins = self._admin_access(name, aws_opts)
-        vpc_cni = aws.eks.Addon(
+        # Networking add-ons. A node becomes Ready only with the CNI, so vpc-cni and kube-proxy come first.
+        vpc_cni = self.addon(
             f"{name}-vpc-cni",
-            cluster_name=self.cluster.name,
-            addon_name="vpc-cni",
+            "vpc-cni",
+            aws_opts,
             # flstack isolates every federation with NetworkPolicies: the VPC CNI enforces them only when asked.
             configuration_values=json.dumps({"enableNetworkPolicy": "true"}),
-            resolve_conflicts_on_create="OVERWRITE",  # adopt the add-on EKS installed with the cluster
-            resolve_conflicts_on_update="OVERWRITE",
-            opts=aws_opts,
         )
-        self.node_groups = self._node_groups(name, aws_opts)
-
+        kube_proxy = self.addon(f"{name}-kube-proxy", "kube-proxy", aws_opts)
+        self.node_groups = self._node_groups(name, aws_opts, [vpc_cni, kube_proxy])
+        # CoreDNS is a Deployment: it turns ACTIVE only once nodes run it.
+        coredns = self.addon(
+            f"{name}-coredns",
+            "coredns",
+            pulumi.ResourceOptions.merge(aws_opts, pulumi.ResourceOptions(depends_on=self.node_groups)),
+        )
         self.kubernetes_version = s.kubernetes_version
         # The in-tree controller's default, a Classic ELB, hides client IPs; an NLB with
         # externalTrafficPolicy Local keeps them, so the NetworkPolicy's ipBlocks see real sources.
@@ -243,8 +277,23 @@ class EksCluster(pulumi.ComponentResource):
             # the provider and, with it, every Kubernetes object.
             cluster_identifier=f"eks/{s.region}/{s.name}",
             # Objects need an admin identity that may call the API, and nodes to run on.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*admins, vpc_cni, *self.node_groups]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*admins, vpc_cni, coredns, *self.node_groups]),
         )
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=self.provider)
+        self.device_plugin = device_plugin(f"{name}-nvidia-device-plugin", s.node_groups, k8s_opts)
+        self.autoscaler = None
+        if s.autoscaler == "clusterAutoscaler":
+            self.autoscaler = ClusterAutoscaler(
+                f"{name}-autoscaler",
+                s.name,
+                s.region,
+                s.kubernetes_version,
+                self.oidc_provider,
+                list(zip(s.node_groups, self.node_groups, strict=True)),
+                self.aws_provider,
+                self.provider,
+                pulumi.ResourceOptions(parent=self),
+            )
         self.outputs: dict[str, pulumi.Input[str]] = {
             "kind": "eks",
             "clusterName": self.cluster.name,
@@ -268,6 +317,21 @@ class EksCluster(pulumi.ComponentResource):
 
     def managed_policy(self, path: str) -> pulumi.Output[str]:
         return iam.managed_policy_arn(self.partition, path)
+
+    def addon(
+        self,
+        name: str,
+        addon_name: str,
+        opts: pulumi.ResourceOptions,
+        configuration_values: str | None = None,
+        service_account_role_arn: pulumi.Input[str] | None = None,
+    ) -> aws.eks.Addon:
+        """A managed add-on on this cluster at its version: pinned in the config or EKS's default for its version."""
+        s = self.settings
+        version = eks_addons.version(addon_name, s.kubernetes_version, s.addon_versions, self.aws_provider, self)
+        return eks_addons.managed_addon(
+            name, self.cluster.name, addon_name, version, opts, configuration_values, service_account_role_arn
+        )
 
     def _control_plane_role(
         self, name: str, opts: pulumi.ResourceOptions
@@ -323,7 +387,9 @@ class EksCluster(pulumi.ComponentResource):
             )
         return done
 
-    def _node_groups(self, name: str, opts: pulumi.ResourceOptions) -> list[aws.eks.NodeGroup]:
+    def _node_groups(
+        self, name: str, opts: pulumi.ResourceOptions, addons: list[aws.eks.Addon]
+    ) -> list[aws.eks.NodeGroup]:
         s = self.settings
         role = aws.iam.Role(
             f"{name}-nodes", assume_role_policy=iam.service_trust_policy("ec2.amazonaws.com"), opts=opts
@@ -334,8 +400,8 @@ class EksCluster(pulumi.ComponentResource):
             )
             for policy in ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly")
         ]
-        # Nodes must reach the internet (through NAT) and hold their policies before they can join.
-        ready = pulumi.ResourceOptions(depends_on=[*attachments, *self.network.egress])
+        # Nodes must reach the internet (through NAT), hold their policies and find the CNI before they can join.
+        ready = pulumi.ResourceOptions(depends_on=[*attachments, *self.network.egress, *addons])
         groups = []
         for group in s.node_groups:
             template = launch_template(f"{name}-{group.name}", s.name, group, s.imds_hop_limit, opts)
@@ -343,6 +409,7 @@ class EksCluster(pulumi.ComponentResource):
                 node_group(
                     f"{name}-{group.name}",
                     self.cluster,
+                    self.cluster.version,
                     group,
                     role.arn,
                     self.network.private_subnet_ids,

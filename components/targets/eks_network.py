@@ -10,6 +10,13 @@ import pulumi_aws as aws
 
 ZONES = 3
 NatGateways = Literal["single", "perZone"]
+# Zone IDs where EKS refuses control-plane subnets (the same physical zone in every account, unlike names).
+REJECTED_ZONE_IDS = frozenset({"use1-az3", "usw1-az2", "cac1-az3"})
+
+
+def pick_zone_ids(zone_ids: list[str]) -> list[str]:
+    """The first three zone IDs EKS accepts, in ID order (stable across accounts)."""
+    return sorted(z for z in zone_ids if z not in REJECTED_ZONE_IDS)[:ZONES]
 
 
 def subnet_cidrs(vpc_cidr: str) -> tuple[list[str], list[str]]:
@@ -18,7 +25,7 @@ def subnet_cidrs(vpc_cidr: str) -> tuple[list[str], list[str]]:
     With the VPC CNI every pod takes a VPC address, so the private subnets get nearly all the space.
     A /16 gives three /18 private subnets (16k addresses each) and three /20 public ones.
     """
-    vpc = ipaddress.IPv4Network(vpc_cidr)  # validated in the config: IPv4, /16 to /24
+    vpc = ipaddress.IPv4Network(vpc_cidr)  # validated in the config: IPv4, /16 to /20
     quarters = list(vpc.subnets(prefixlen_diff=2))
     private = [str(net) for net in quarters[:ZONES]]
     public = [str(net) for net in list(quarters[ZONES].subnets(prefixlen_diff=2))[:ZONES]]
@@ -34,18 +41,26 @@ class Network(pulumi.ComponentResource):
         cluster_name: str,
         vpc_cidr: str,
         nat_gateways: NatGateways,
+        zone_ids: list[str],
         aws_provider: aws.Provider,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("flstack:targets:EksNetwork", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, provider=aws_provider)
-        zones = aws.get_availability_zones_output(
-            state="available",
-            # Zones without the opt-in (Local/Wavelength Zones) do not host EKS node groups.
-            filters=[{"name": "opt-in-status", "values": ["opt-in-not-required"]}],
-            opts=pulumi.InvokeOutputOptions(provider=aws_provider, parent=self),
-        )
-        self.zone_names = zones.names.apply(lambda names: sorted(names)[:ZONES])
+        # Zones by ID. Pinned in the config, nothing is looked up: a zone that is impaired (not
+        # `available`) at the next `up` cannot shift the list and replace every subnet.
+        self.zone_ids: pulumi.Output[list[str]]
+        if zone_ids:
+            self.zone_ids = pulumi.Output.from_input(list(zone_ids))
+        else:
+            zones = aws.get_availability_zones_output(
+                state="available",
+                # Zones without the opt-in (Local/Wavelength Zones) do not host EKS node groups.
+                filters=[{"name": "opt-in-status", "values": ["opt-in-not-required"]}],
+                exclude_zone_ids=sorted(REJECTED_ZONE_IDS),
+                opts=pulumi.InvokeOutputOptions(provider=aws_provider, parent=self),
+            )
+            self.zone_ids = zones.zone_ids.apply(pick_zone_ids)
         self.cidr = vpc_cidr
         private_cidrs, public_cidrs = subnet_cidrs(vpc_cidr)
 
@@ -77,12 +92,12 @@ class Network(pulumi.ComponentResource):
         # Resources that must exist before nodes can reach the internet (image pulls, joining the cluster).
         self.egress: list[pulumi.Resource] = [internet_route]
         for i in range(ZONES):
-            zone = self.zone_names[i]
+            zone = self.zone_ids[i]
             public = aws.ec2.Subnet(
                 f"{name}-public-{i}",
                 vpc_id=self.vpc.id,
                 cidr_block=public_cidrs[i],
-                availability_zone=zone,
+                availability_zone_id=zone,
                 map_public_ip_on_launch=False,  # only load balancers and NAT gateways live here
                 # The AWS Load Balancer Controller and the in-tree service controller find subnets by tag.
                 tags={"Name": f"{cluster_name}-public-{i}", "kubernetes.io/role/elb": "1"},
@@ -108,7 +123,7 @@ class Network(pulumi.ComponentResource):
                 f"{name}-private-{i}",
                 vpc_id=self.vpc.id,
                 cidr_block=private_cidrs[i],
-                availability_zone=zone,
+                availability_zone_id=zone,
                 tags={"Name": f"{cluster_name}-private-{i}", "kubernetes.io/role/internal-elb": "1"},
                 opts=child,
             )
@@ -133,7 +148,7 @@ class Network(pulumi.ComponentResource):
         self.register_outputs(
             {
                 "vpcId": self.vpc.id,
-                "zones": self.zone_names,
+                "zoneIds": self.zone_ids,
                 "privateSubnetIds": self.private_subnet_ids,
                 "publicSubnetIds": [s.id for s in self.public_subnets],
             }

@@ -22,12 +22,20 @@ _EFFECTS = {"NoSchedule": "NO_SCHEDULE", "PreferNoSchedule": "PREFER_NO_SCHEDULE
 
 def architecture(instance_type: str) -> str:
     """Graviton families carry a `g` right after the generation digit (m7g, c6gd, g5g)."""
-    family = instance_type.split(".")[0]
-    return "arm64" if re.match(r"[a-z]+[0-9]+g", family) else "x86_64"
+    return "arm64" if re.match(r"[a-z]+[0-9]+g", family(instance_type)) else "x86_64"
+
+
+# GPU families whose GPUs are not NVIDIA's: the NVIDIA AMI and device plugin cannot drive them.
+NON_NVIDIA_GPU_FAMILIES = frozenset({"g4ad"})  # AMD Radeon Pro V520
+
+
+def family(instance_type: str) -> str:
+    return instance_type.split(".")[0]
 
 
 def is_gpu(instance_type: str) -> bool:
-    return instance_type.startswith(("g", "p"))  # NVIDIA families: g4dn, g5, g6, p4d, p5, ...
+    """NVIDIA GPU families: g4dn, g5, g5g, g6, g6e, gr6, p4d, p5, ... (every g/p family but AMD's g4ad)."""
+    return instance_type.startswith(("g", "p")) and family(instance_type) not in NON_NVIDIA_GPU_FAMILIES
 
 
 @dataclass(frozen=True)
@@ -45,7 +53,8 @@ class NodeGroupSettings:
     disk_size: int = rule(50, min=20, max=16384)  # GiB, root volume (images and emptyDirs live here)
     labels: dict[str, str] = field(default_factory=dict)
     taints: list[str] = rule(default_factory=list, pattern=TAINT, pattern_help=TAINT_HELP)
-    gpu: bool = False  # the NVIDIA AMI (drivers and container toolkit preinstalled)
+    # The NVIDIA AMI (drivers, container toolkit) and the NVIDIA device plugin, which advertises nvidia.com/gpu.
+    gpu: bool = False
 
     def check(self) -> Iterator[tuple[str, str]]:
         if self.min_size > self.desired_size or self.desired_size > self.max_size:
@@ -59,7 +68,10 @@ class NodeGroupSettings:
             yield "instanceTypes", "list at least one instance type"
         if len({architecture(t) for t in types}) > 1:
             yield "instanceTypes", f"mixes x86_64 and arm64 (Graviton) types {types}: one AMI serves a group"
-        if self.gpu and not all(is_gpu(t) for t in types):
+        amd = [t for t in types if family(t) in NON_NVIDIA_GPU_FAMILIES]
+        if self.gpu and amd:
+            yield "instanceTypes", f"gpu is true but {amd} carry AMD GPUs: the NVIDIA AMI and device plugin need NVIDIA"
+        elif self.gpu and not all(is_gpu(t) for t in types):
             yield "instanceTypes", f"gpu is true but {[t for t in types if not is_gpu(t)]} have no NVIDIA GPU"
         if GROUP_LABEL in (self.labels or {}):
             yield f"labels.{GROUP_LABEL}", "set by flstack to the group name"
@@ -117,6 +129,7 @@ def launch_template(
 def node_group(
     name: str,
     cluster: aws.eks.Cluster,
+    kubernetes_version: pulumi.Input[str],
     group: NodeGroupSettings,
     role_arn: pulumi.Input[str],
     subnet_ids: Sequence[pulumi.Input[str]],
@@ -133,6 +146,8 @@ def node_group(
         instance_types=group.instance_types,
         capacity_type=group.capacity_type,
         ami_type=group.ami_type,
+        # The cluster's version: bumping kubernetesVersion rolls the nodes after the control plane.
+        version=kubernetes_version,
         scaling_config=aws.eks.NodeGroupScalingConfigArgs(
             min_size=group.min_size, max_size=group.max_size, desired_size=group.desired_size
         ),
@@ -140,5 +155,7 @@ def node_group(
         labels={**group.labels, GROUP_LABEL: group.name},
         taints=[taint(t) for t in group.taints],
         launch_template=aws.eks.NodeGroupLaunchTemplateArgs(id=template.id, version=template.latest_version.apply(str)),
-        opts=opts,
+        # desiredSize is where a group starts; afterwards the autoscaler (or a person) owns it, and the
+        # next `up` must not undo that.
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(ignore_changes=["scalingConfig.desiredSize"])),
     )

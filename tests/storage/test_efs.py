@@ -43,7 +43,7 @@ def test_one_mount_target_per_private_subnet_behind_the_nfs_security_group(rows:
     }
 
 
-def test_driver_role_trusts_only_the_efs_controller(rows: list[dict[str, Any]]) -> None:
+def test_driver_role_trusts_only_the_efs_controller_and_node_plugin(rows: list[dict[str, Any]]) -> None:
     role = by_name(rows, "aws:iam/role:Role")["storage-efs-controller"]
     (statement,) = json.loads(role["inputs"]["assumeRolePolicy"])["Statement"]
     host = "oidc.eks.mock/id/flstack"
@@ -51,7 +51,11 @@ def test_driver_role_trusts_only_the_efs_controller(rows: list[dict[str, Any]]) 
     assert statement["Condition"] == {
         "StringEquals": {
             f"{host}:aud": "sts.amazonaws.com",
-            f"{host}:sub": "system:serviceaccount:kube-system:efs-csi-controller-sa",
+            # The node plugin mounts with the same role when mounts are IAM-authorised.
+            f"{host}:sub": [
+                "system:serviceaccount:kube-system:efs-csi-controller-sa",
+                "system:serviceaccount:kube-system:efs-csi-node-sa",
+            ],
         }
     }
     attachment = by_name(rows, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")["storage-efs-controller"]
@@ -71,7 +75,8 @@ def test_shared_class_provisions_access_points_in_the_file_system() -> None:
         "basePath": "/flstack",
     }
     assert sc["reclaimPolicy"] == "Retain"
-    assert schema_errors(sc, "1.34") == []
+    assert "allowVolumeExpansion" not in sc  # EFS is elastic: the driver ignores expansion requests
+    assert schema_errors(sc, "1.35") == []
 
 
 @pytest.mark.parametrize(

@@ -19,8 +19,7 @@ def nfs_render(target: dict[str, Any], **shared: Any) -> render_tool.Rendering:
 
 
 def chart(rendering: render_tool.Rendering) -> dict[str, Any]:
-    (row,) = by_name(rendering.resources(), "kubernetes:helm.sh/v4:Chart").values()
-    return row
+    return by_name(rendering.resources(), "kubernetes:helm.sh/v4:Chart")["storage-nfs"]
 
 
 def test_chart_is_pinned_and_persistent_on_the_minikube_data_class() -> None:

@@ -42,8 +42,10 @@ def test_vpc_spans_three_zones_with_tagged_private_and_public_subnets(rows: list
     private = [subnets[f"cluster-network-private-{i}"]["inputs"] for i in range(3)]
     public = [subnets[f"cluster-network-public-{i}"]["inputs"] for i in range(3)]
     assert len(subnets) == 6
-    assert [s["availabilityZone"] for s in private] == ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
-    assert [s["availabilityZone"] for s in public] == ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
+    # By zone ID, pinned in the stack file: no lookup can move a subnet.
+    assert [s["availabilityZoneId"] for s in private] == ["euw1-az1", "euw1-az2", "euw1-az3"]
+    assert [s["availabilityZoneId"] for s in public] == ["euw1-az1", "euw1-az2", "euw1-az3"]
+    assert not any("availabilityZone" in s for s in private + public)
     assert all(s["tags"]["kubernetes.io/role/internal-elb"] == "1" for s in private)
     assert all(
         s["tags"]["kubernetes.io/role/elb"] == "1" and "kubernetes.io/role/internal-elb" not in s["tags"]
@@ -78,7 +80,8 @@ def test_cluster_is_pinned_api_authenticated_logged_and_encrypted(rows: list[dic
     cluster = one(rows, "aws:eks/cluster:Cluster")
     key = one(rows, "aws:kms/key:Key")
     inputs = cluster["inputs"]
-    assert inputs["name"] == "flstack" and inputs["version"] == "1.34"
+    assert inputs["name"] == "flstack" and inputs["version"] == "1.35"
+    assert inputs["upgradePolicy"] == {"supportType": "STANDARD"}
     assert inputs["accessConfig"] == {"authenticationMode": "API", "bootstrapClusterCreatorAdminPermissions": False}
     assert inputs["encryptionConfig"] == {
         "provider": {"keyArn": f"arn:aws:kms:mock:{MOCK_ACCOUNT}:key/{key['name']}"},
@@ -98,7 +101,7 @@ def test_secrets_key_rotates_and_survives_the_stack(rows: list[dict[str, Any]]) 
     assert key["inputs"]["enableKeyRotation"] is True
     assert key["options"]["protect"] is True and key["options"]["retainOnDelete"] is True
     # The control plane may use the key (the default key policy delegates to IAM).
-    policy = json.loads(one(rows, "aws:iam/rolePolicy:RolePolicy")["inputs"]["policy"])
+    policy = json.loads(by_name(rows, "aws:iam/rolePolicy:RolePolicy")["cluster-control-plane-kms"]["inputs"]["policy"])
     assert policy["Statement"][0]["Resource"] == f"arn:aws:kms:mock:{MOCK_ACCOUNT}:key/cluster-secrets"
     assert "kms:Decrypt" in policy["Statement"][0]["Action"]
 

@@ -14,8 +14,10 @@ GROUP = {"name": "general"}
 BAD: list[tuple[dict[str, Any], str]] = [
     ({"kind": "eks", "eks": {}}, "flstack:target.eks.region: required: expected an AWS region such as eu-west-1"),
     (eks(region="Europe"), "flstack:target.eks.region: expected an AWS region such as eu-west-1, got 'Europe'"),
-    (eks(kubernetesVersion="1.34.2"), "flstack:target.eks.kubernetesVersion: expected an EKS version such as 1.34"),
-    (eks(vpcCidr="10.0.0.0/8"), "flstack:target.eks.vpcCidr: expected a prefix from /16 to /24, got '10.0.0.0/8'"),
+    (eks(kubernetesVersion="1.34.2"), "flstack:target.eks.kubernetesVersion: expected an EKS version such as 1.35"),
+    (eks(vpcCidr="10.0.0.0/8"), "flstack:target.eks.vpcCidr: expected a prefix from /16 to /20, got '10.0.0.0/8'"),
+    # Too small for the VPC CNI (a VPC address per pod plus a warm ENI's worth per node).
+    (eks(vpcCidr="10.0.0.0/21"), "flstack:target.eks.vpcCidr: expected a prefix from /16 to /20, got '10.0.0.0/21'"),
     (eks(vpcCidr="10.0.0.1/16"), "flstack:target.eks.vpcCidr: '10.0.0.1/16' is not a network address"),
     (eks(natGateways="two"), "flstack:target.eks.natGateways: expected one of 'single', 'perZone', got 'two'"),
     (eks(adminPrincipals=[]), "flstack:target.eks.adminPrincipals: list at least one IAM role or user ARN"),
@@ -56,6 +58,22 @@ BAD: list[tuple[dict[str, Any], str]] = [
         "flstack:target.eks.nodeGroups[1].instanceTypes: gpu is true but ['m6i.large'] have no NVIDIA GPU",
     ),
     (
+        eks(nodeGroups=[GROUP, {"name": "gpu", "gpu": True, "instanceTypes": ["g5.xlarge", "g4ad.xlarge"]}]),
+        "flstack:target.eks.nodeGroups[1].instanceTypes: gpu is true but ['g4ad.xlarge'] carry AMD GPUs",
+    ),
+    (eks(supportType="LONG"), "flstack:target.eks.supportType: expected one of 'STANDARD', 'EXTENDED', got 'LONG'"),
+    (
+        eks(region="us-east-1", zoneIds=["use1-az1", "use1-az2", "use1-az3"]),
+        "flstack:target.eks.zoneIds[2]: EKS does not accept subnets in use1-az3: pick another zone ID",
+    ),
+    (eks(zoneIds=["euc1-az1", "euc1-az2"]), "flstack:target.eks.zoneIds: list 3 different zone IDs (or none)"),
+    (eks(zoneIds=["eu-central-1a", "euc1-az2", "euc1-az3"]), "flstack:target.eks.zoneIds[0]: expected a zone ID"),
+    (
+        eks(addonVersions={"vpc-cin": "v1.20.0-eksbuild.1"}),
+        "flstack:target.eks.addonVersions.vpc-cin: not an add-on flstack manages; expected one of ['vpc-cni'",
+    ),
+    (eks(autoscaler="karpenter"), "flstack:target.eks.autoscaler: expected one of 'none', 'clusterAutoscaler'"),
+    (
         eks(nodeGroups=[{"name": "mixed", "instanceTypes": ["m6i.large", "m7g.large"]}]),
         "flstack:target.eks.nodeGroups[0].instanceTypes: mixes x86_64 and arm64 (Graviton) types",
     ),
@@ -83,4 +101,4 @@ def test_the_helper_config_is_valid() -> None:
     settings = parse({"target": EKS}).target.settings
     assert settings.region == "eu-central-1"
     assert [g.name for g in settings.node_groups] == ["general"]
-    assert settings.kubernetes_version == "1.34"
+    assert settings.kubernetes_version == "1.35"  # in EKS standard support until 2027-03-27
