@@ -24,8 +24,10 @@ def files(config: dict[str, Any], secret_keys: set[str] | None = None, stack: st
     )
 
 
-def render(config: dict[str, Any], mock: pulumi.runtime.Mocks | None = None, **kwargs: Any) -> render_tool.Rendering:
-    return render_tool.render_config(files(config, **kwargs), mock)
+def render(
+    config: dict[str, Any], mock: pulumi.runtime.Mocks | None = None, preview: bool = False, **kwargs: Any
+) -> render_tool.Rendering:
+    return render_tool.render_config(files(config, **kwargs), mock, preview)
 
 
 @functools.cache

@@ -2,6 +2,10 @@
 
 No engine, no plugins, no cloud: every resource passes through `new_resource` with its inputs, and
 we keep those inputs together with the request's parent, provider and resource options.
+
+Two modes: `up` (OfflineMocks; every output known, as after a real create) and `preview` (PreviewMocks
+with the SDK in dry-run: what `pulumi preview` sees on an empty stack, where the program's ordering
+and preview-safety faults show up).
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ from typing import Any
 
 import pulumi
 from pulumi.runtime import config as runtime_config
-from pulumi.runtime import mocks, settings, stack
+from pulumi.runtime import known_types, mocks, settings, stack
 
 from tools.stack_files import ROOT, StackFiles
 
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 SECRET_VALUE_SIG = "1b47061264138c4ac30d75fd1eb44270"
+UNKNOWN_SHOWN = "[unknown]"  # how a render shows a value only the engine would know (preview: output<T>)
 MOCK_ACCOUNT = "123456789012"
 
 # Outputs a provider would compute, keyed by resource type: deterministic stand-ins, named after the
@@ -125,8 +130,74 @@ class OfflineMocks(pulumi.runtime.Mocks):
         if answer is None:
             raise NotImplementedError(f"the offline render has no answer for invoke {args.token}")
         provider_name = (args.provider or "").rpartition("::")[0].rpartition("::")[2]  # URN::ID -> name
-        result = answer(dict(args.args), self.regions.get(provider_name, "mock-region-1"))
+        try:
+            result = answer(dict(args.args), self.regions.get(provider_name, "mock-region-1"))
+        except InvokeError as failure:
+            return {}, [("command", str(failure))]
         return result, []  # failures must be a list, not None: the SDK iterates it
+
+
+# Outputs that a provider computes already in its preview (Check), so they are known there too:
+# auto-names of bridged (Terraform) resources.
+KNOWN_IN_PREVIEW: dict[str, frozenset[str]] = {"aws:iam/role:Role": frozenset({"name"})}
+
+
+class PreviewMocks(OfflineMocks):
+    """The providers as `pulumi preview` meets them on an empty stack (every resource is a planned create).
+
+    - A create's outputs that are not inputs are unknown, and so is its ID: the engine does not call
+      Create in a preview. Python dynamic providers have no preview support, so the same holds for them.
+    - pulumi-command is the exception that matters: its provider returns an ID for a planned Command
+      even in a preview, so an invoke that `depends_on` the Command is NOT held back by the SDK.
+    - New providers get an unknown ID; a Kubernetes provider whose kubeconfig is unknown runs
+      unconfigured: it previews objects from their inputs alone, as here (Rendering.unconfigured_providers).
+    - The machine is fresh: nothing a Command would create exists yet, so a `command:local:run`
+      invoke that actually runs (its inputs all known) reads a machine without it and fails, as
+      `kubectl config view --context PROFILE` does before `minikube start`.
+    """
+
+    def __init__(
+        self,
+        synthesizers: dict[str, Synthesizer] | None = None,
+        calls: dict[str, Call] | None = None,
+    ) -> None:
+        super().__init__(synthesizers, calls)
+        if "command:local:run" not in (calls or {}):
+            self.calls["command:local:run"] = _fresh_machine_run
+
+    def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        known = KNOWN_IN_PREVIEW.get(args.typ, frozenset())
+        _, planned = super().new_resource(args) if known else ("", {})
+        state = dict(args.inputs)
+        state.update({k: v for k, v in planned.items() if k in known})
+        if args.typ == "pulumi:providers:aws":
+            self.regions[args.name] = str(args.inputs.get("region", "mock-region-1"))
+        if args.typ.startswith("command:") and args.custom:
+            return f"{args.name}-id", state
+        return "", state  # "" = unknown ID
+
+
+def _fresh_machine_run(args: dict[str, Any], region: str) -> dict[str, Any]:
+    raise InvokeError(
+        f"{args.get('command')!r} ran during the preview, before any Command created what it reads "
+        "(on a fresh machine it fails): make the invoke depend on an output that is unknown until the Command ran"
+    )
+
+
+class InvokeError(Exception):
+    """An invoke the provider would fail; reported by the SDK as the program's error."""
+
+
+def contains_unknown(value: Any) -> bool:
+    if known_types.is_unknown(value):
+        return True
+    if is_secret(value):
+        return contains_unknown(value["value"])
+    if isinstance(value, dict):
+        return any(contains_unknown(v) for v in value.values())
+    if isinstance(value, list):
+        return any(contains_unknown(v) for v in value)
+    return False
 
 
 @dataclass
@@ -145,6 +216,7 @@ class Registration:
 class Recording:
     resources: dict[str, Registration] = field(default_factory=dict)  # by URN
     outputs: dict[str, Any] = field(default_factory=dict)
+    preview: bool = False
 
 
 class RecordingMonitor(mocks.MockMonitor):
@@ -175,6 +247,9 @@ class RecordingMonitor(mocks.MockMonitor):
                     "ignoreChanges": sorted(request.ignoreChanges),
                     "additionalSecretOutputs": sorted(request.additionalSecretOutputs),
                     "aliases": sorted(a.urn or a.spec.name for a in request.aliases),
+                    # Lifecycle links, shown only when set (renders of resources without them stay as they were).
+                    **({"deletedWith": request.deletedWith} if request.deletedWith else {}),
+                    **({"replaceWith": sorted(request.replace_with)} if request.replace_with else {}),
                 },
             )
         return response
@@ -189,21 +264,27 @@ class RecordingMonitor(mocks.MockMonitor):
         return super().RegisterResourceOutputs(request)  # type: ignore[no-untyped-call]
 
 
-def run_program(files: StackFiles, mock: pulumi.runtime.Mocks | None = None) -> Recording:
-    """Runs the project's `__main__.py` for one stack and records every registration."""
-    recording = Recording()
+def run_program(files: StackFiles, mock: pulumi.runtime.Mocks | None = None, preview: bool = False) -> Recording:
+    """Runs the project's `__main__.py` for one stack and records every registration.
+
+    `preview`: as `pulumi preview` on an empty stack (the SDK in dry-run, PreviewMocks by default).
+    """
+    recording = Recording(preview=preview)
     main = str(files.root / "__main__.py")
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))  # the components package the program imports
     run_under_mocks(
         lambda: runpy.run_path(main, run_name="__main__"),
         files,
-        RecordingMonitor(mock or OfflineMocks(), recording),
+        RecordingMonitor(mock or (PreviewMocks() if preview else OfflineMocks()), recording),
+        preview,
     )
     return recording
 
 
-def run_under_mocks(program: Callable[[], object], files: StackFiles, monitor: mocks.MockMonitor) -> None:
+def run_under_mocks(
+    program: Callable[[], object], files: StackFiles, monitor: mocks.MockMonitor, preview: bool = False
+) -> None:
     """Runs `program` as a Pulumi program in a fresh context, so runs never share SDK state."""
 
     def body() -> None:
@@ -215,7 +296,7 @@ def run_under_mocks(program: Callable[[], object], files: StackFiles, monitor: m
                 engine=mocks.MockEngine(None),
                 project=files.project,
                 stack=files.stack,
-                dry_run=False,
+                dry_run=preview,
                 organization="organization",
                 callbacks=None,
             )
@@ -253,7 +334,10 @@ def is_secret(value: Any) -> bool:
 
 
 def plain(value: Any, reveal: bool) -> Any:
-    """Unwraps secrets (or shows `[secret]`, as `pulumi preview` does) and gives integral floats back as ints."""
+    """Unwraps secrets (or shows `[secret]`, as `pulumi preview` does), shows unknowns as `[unknown]`, and gives
+    integral floats back as ints."""
+    if known_types.is_unknown(value):
+        return UNKNOWN_SHOWN
     if is_secret(value):
         return plain(value["value"], reveal) if reveal else "[secret]"
     if isinstance(value, dict):

@@ -1,11 +1,14 @@
 """Offline render: the credential-free preview of a stack.
 
-    python -m tools.render STACK [--out DIR] [--diff OLD_DIR]
+    python -m tools.render STACK [--preview] [--out DIR] [--diff OLD_DIR]
 
 Runs the unchanged program under the Pulumi SDK's mock runtime with the stack's config and writes
 DIR/resources.json (every resource: type, name, parent, provider, options, inputs; secrets shown as
 [secret]), DIR/outputs.json (stack outputs) and DIR/manifests/ (one YAML file per Kubernetes object,
-as the API server would receive it). With --diff it compares against an earlier render.
+as the API server would receive it). With --diff it compares against an earlier render. By default the
+program runs as `pulumi up` would (every output known); --preview runs it as the first `pulumi preview`
+on an empty stack would (outputs of planned creates unknown, shown as [unknown]), which is where
+preview-only faults show.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import yaml
 
 from tools import diff as render_diff
 from tools import stack_files
-from tools.mock_runtime import Recording, plain, release_loops, run_program
+from tools.mock_runtime import Recording, contains_unknown, plain, release_loops, run_program
 
 
 def _is_stack(urn: str | None) -> bool:
@@ -43,6 +46,16 @@ def is_kubernetes_object(inputs: dict[str, Any]) -> bool:
     return "apiVersion" in inputs and "kind" in inputs and "metadata" in inputs
 
 
+def _readable_links(options: dict[str, Any]) -> dict[str, Any]:
+    """Resource options with the URNs they name shortened."""
+    shown = {**options, "dependsOn": [_short(u) for u in options["dependsOn"]]}
+    if "deletedWith" in options:
+        shown["deletedWith"] = _short(options["deletedWith"])
+    if "replaceWith" in options:
+        shown["replaceWith"] = [_short(u) for u in options["replaceWith"]]
+    return shown
+
+
 @dataclass
 class Rendering:
     stack: str
@@ -57,7 +70,7 @@ class Rendering:
                     "name": reg.name,
                     "parent": None if _is_stack(reg.parent) else _short(reg.parent),
                     "provider": _short(reg.provider),
-                    "options": {**reg.options, "dependsOn": [_short(u) for u in reg.options["dependsOn"]]},
+                    "options": _readable_links(reg.options),
                     "inputs": plain(reg.inputs, reveal=False),
                 }
             )
@@ -93,6 +106,14 @@ class Rendering:
     def of_type(self, type_token: str) -> list[dict[str, Any]]:
         return [r for r in self.resources() if r["type"] == type_token]
 
+    def unconfigured_providers(self) -> list[str]:
+        """Kubernetes providers whose kubeconfig is unknown here: in a preview they run unconfigured."""
+        return sorted(
+            reg.name
+            for reg in self.recording.resources.values()
+            if reg.type == "pulumi:providers:kubernetes" and contains_unknown(reg.inputs.get("kubeconfig"))
+        )
+
     def counts(self) -> Counter[str]:
         return Counter(r.type for r in self.recording.resources.values())
 
@@ -113,15 +134,17 @@ def manifest_path(obj: dict[str, Any]) -> str:
     return f"{meta.get('namespace', '_cluster')}/{obj['kind']}.{meta['name']}.yaml"
 
 
-def render(stack: str, mock: pulumi.runtime.Mocks | None = None) -> Rendering:
-    """Renders one stack. Raises StackNotFoundError or ConfigError (both with a clear message)."""
+def render(stack: str, mock: pulumi.runtime.Mocks | None = None, preview: bool = False) -> Rendering:
+    """Renders one stack (as `up`, or as the first `preview`). Raises StackNotFoundError or ConfigError."""
     files = stack_files.load(stack)
-    return Rendering(stack, run_program(files, mock))
+    return Rendering(stack, run_program(files, mock, preview))
 
 
-def render_config(files: stack_files.StackFiles, mock: pulumi.runtime.Mocks | None = None) -> Rendering:
+def render_config(
+    files: stack_files.StackFiles, mock: pulumi.runtime.Mocks | None = None, preview: bool = False
+) -> Rendering:
     """Renders an in-memory config (tests build variants of the shipped stacks this way)."""
-    return Rendering(files.stack, run_program(files, mock))
+    return Rendering(files.stack, run_program(files, mock, preview))
 
 
 def print_counts(rendering: Rendering) -> None:
@@ -140,17 +163,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("stack", help=f"stack name (stacks/Pulumi.STACK.yaml): {', '.join(stack_files.stack_names())}")
     parser.add_argument("--out", type=Path, help="directory to write (default: render/STACK)")
     parser.add_argument("--diff", type=Path, metavar="OLD_DIR", help="compare with an earlier render")
+    parser.add_argument(
+        "--preview",
+        action="store_true",
+        help="run as the first `pulumi preview` on an empty stack: values only the engine would know are [unknown]",
+    )
     args = parser.parse_args(argv)
-    out = args.out or stack_files.ROOT / "render" / args.stack
+    out = args.out or stack_files.ROOT / "render" / (f"{args.stack}.preview" if args.preview else args.stack)
     try:
-        rendering = render(args.stack)
+        rendering = render(args.stack, preview=args.preview)
     except (stack_files.StackNotFoundError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:  # the program itself failed, as `pulumi up`/`preview` would report it
+        print(f"error: the program failed: {err}", file=sys.stderr)
+        return 1
     finally:
         release_loops()
     rendering.write(out)
     print_counts(rendering)
+    if args.preview:
+        for name in rendering.unconfigured_providers():
+            print(f"preview: Kubernetes provider {name} runs unconfigured (kubeconfig unknown until the cluster is up)")
     print(f"wrote {out}")
     if args.diff:
         old = render_diff.load(args.diff)

@@ -66,8 +66,14 @@ class MinikubeCluster(pulumi.ComponentResource):
         )
         # Read on every run (an invoke, not a resource): with the docker driver the API server's port
         # changes after `minikube stop/start`, and a kubeconfig captured once would go stale.
+        # It must wait for the cluster, and `depends_on=[start]` alone does not hold it back in a preview:
+        # pulumi-command gives a planned Command an ID, so the SDK would run the read before minikube
+        # exists. The start's stdout is unknown until the start really ran, and an invoke with an unknown
+        # input is skipped in the preview (its result unknown: the provider previews unconfigured).
         kubeconfig = command.local.run_output(
-            command=kubeconfig_command(s.profile),
+            command=start.stdout.apply(lambda _: kubeconfig_command(s.profile)),
+            # The output is a flattened kubeconfig with the client key: never into the engine's log.
+            logging=command.local.Logging.NONE,
             opts=pulumi.InvokeOutputOptions(parent=self, provider=local, depends_on=[start]),
         ).stdout
         self.provider = k8s.Provider(

@@ -44,3 +44,18 @@ def test_kubeconfig_is_read_on_every_run_after_start_and_kept_secret() -> None:
     assert provider["inputs"]["kubeconfig"] == "[secret]"
     # The cluster's identity, not the kubeconfig text, decides whether every object gets replaced.
     assert provider["inputs"]["clusterIdentifier"] == "minikube/lab"
+
+
+def test_first_preview_does_not_read_the_kubeconfig_before_minikube_started() -> None:
+    """pulumi-command gives the planned start an ID in a preview, so `depends_on` alone let the read run
+    (PreviewMocks fails it, as kubectl does on a fresh machine); it must wait on the start's output."""
+    rendering = render({"target": {"kind": "minikube", "minikube": SETTINGS}}, preview=True)
+    assert rendering.unconfigured_providers() == ["cluster-k8s"]
+
+
+def test_kubeconfig_read_is_not_logged() -> None:
+    """The flattened kubeconfig holds the client key: the run invoke's default logging would print it."""
+    recorder = CallRecorder()
+    render({"target": {"kind": "minikube", "minikube": SETTINGS}}, mock=recorder)
+    (read,) = [c for c in recorder.seen if c["token"] == "command:local:run"]
+    assert read["logging"] == "none"
