@@ -44,10 +44,12 @@ class Pod:
 
 
 @contextmanager
-def pods(names: list[str]) -> Iterator[dict[str, Pod]]:
+def pods(names: list[str], routed: bool = False) -> Iterator[dict[str, Pod]]:
     """Network namespaces for `names` (unique per test process); the first is the hub the others link to.
 
     Link i uses 10.213.i.0/30: addresses inside namespaces this test made, reachable from nowhere else.
+    `routed`: the hub forwards between its spokes, so every pod reaches every other (a flat pod network,
+    for peers that all dial each other, like gloo's ranks).
     """
     tag = f"fl{os.getpid() % 100000}"
     made = {n: Pod(f"{tag}-{n}") for n in names}
@@ -65,7 +67,39 @@ def pods(names: list[str]) -> Iterator[dict[str, Pod]]:
             _ip("-n", pod.name, "addr", "add", f"10.213.{i}.2/30", "dev", pod_if)
             _ip("-n", hub.name, "link", "set", hub_if, "up")
             _ip("-n", pod.name, "link", "set", pod_if, "up")
+            if routed:
+                _ip("-n", pod.name, "route", "add", "10.213.0.0/16", "via", hub_address(i))
+        if routed:
+            sysctl(hub, "net.ipv4.ip_forward", "1")
         yield made
+
+
+def address(index: int) -> str:
+    """Pod `index`'s address (0 = the hub, by its first link), as its peers dial it in a routed set."""
+    return hub_address(1) if index == 0 else f"10.213.{index}.2"
+
+
+def sysctl(pod: Pod, name: str, value: str) -> None:
+    """A namespaced sysctl inside the pod's network namespace (as a pod's securityContext.sysctls sets it)."""
+    path = "/proc/sys/" + name.replace(".", "/")
+    subprocess.run(pod.command(["sh", "-c", f'echo "$1" > {path}', "sysctl", value]), check=True, timeout=20)
+
+
+@contextmanager
+def etc_hosts(pod: Pod, entries: dict[str, str]) -> Iterator[None]:
+    """/etc/hosts as the pod sees it (`ip netns exec` mounts /etc/netns/NAME/hosts over it): name -> address.
+
+    Resolution through files, so it holds for C libraries too (torch's TCPStore and gloo), not only Python.
+    """
+    directory = Path("/etc/netns") / pod.name
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = ["127.0.0.1 localhost", *(f"{addr} {name}" for name, addr in entries.items())]
+    (directory / "hosts").write_text("\n".join(lines) + "\n")
+    try:
+        yield
+    finally:
+        (directory / "hosts").unlink(missing_ok=True)
+        directory.rmdir()
 
 
 def hub_address(spoke_index: int) -> str:
