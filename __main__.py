@@ -7,8 +7,8 @@ from components import config, federations, storage, targets
 stack = config.load()  # validates everything before any resource is registered
 
 cluster = targets.provision(stack.target, name="cluster")
-volumes = storage.provision(stack.storage, cluster)
-platform = federations.platform(cluster, volumes, stack.operators)
+volumes = storage.provision(stack.storage, cluster, stack.image_digests)
+platform = federations.platform(cluster, volumes, stack.operators, stack.image_digests)
 deployed = federations.deploy(stack.federations, platform)
 
 pulumi.export("target", cluster.outputs)

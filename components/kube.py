@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.config.model import Exposure
+from components.config.model import Egress, Exposure
 
 # apiVersion group -> pulumi_kubernetes module name, where they differ.
 _GROUP_MODULES = {
@@ -140,16 +141,6 @@ def scratch_volumes(home: str) -> tuple[list[dict[str, Any]], list[dict[str, Any
     return mounts, volumes
 
 
-def deny_ingress(ns: str) -> dict[str, Any]:
-    """Default-deny ingress for every pod in the namespace; components then allow what they need."""
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": {"name": "default-deny-ingress", "namespace": ns},
-        "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
-    }
-
-
 def deny_all(ns: str) -> dict[str, Any]:
     """Default-deny ingress AND egress for every pod in the namespace; components then allow what they need."""
     return {
@@ -180,6 +171,76 @@ def allow_dns(ns: str) -> dict[str, Any]:
             "egress": [{"to": [DNS_PEER], "ports": DNS_PORTS}],
         },
     }
+
+
+def allow_egress(
+    ns: str, name: str, pod_labels: dict[str, str], peers: list[dict[str, Any]], ports: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Egress from the pods matching `pod_labels` ({} = every pod) to `peers` ([] = any address) on `ports`."""
+    rule: dict[str, Any] = {"to": peers} if peers else {}
+    if ports:
+        rule["ports"] = ports
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "podSelector": {"matchLabels": pod_labels} if pod_labels else {},
+            "policyTypes": ["Egress"],
+            "egress": [rule],
+        },
+    }
+
+
+def in_namespace(ns: str, pod_labels: dict[str, str]) -> dict[str, Any]:
+    """A NetworkPolicy peer: the pods matching `pod_labels` in namespace `ns` (by its built-in name label)."""
+    return {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+        "podSelector": {"matchLabels": pod_labels},
+    }
+
+
+def tcp(*ports: int) -> list[dict[str, Any]]:
+    return [{"protocol": "TCP", "port": port} for port in ports]
+
+
+def user_egress(ns: str, egress: Egress) -> list[dict[str, Any]]:
+    """The destinations the stack lists (`egress.cidrs`) for every pod of the namespace: none, no object."""
+    if not egress.cidrs:
+        return []
+    peers = [{"ipBlock": {"cidr": cidr}} for cidr in sorted(set(egress.cidrs))]
+    return [allow_egress(ns, "allow-listed-egress", {}, peers, tcp(*sorted(set(egress.ports))))]
+
+
+# The LimitRange backstop: what a container that names no resources gets (a job pod nvflare's launcher starts,
+# a container a future component forgets). flstack's own containers always set their own.
+LIMIT_DEFAULT_REQUEST = {"cpu": "100m", "memory": "256Mi"}
+LIMIT_DEFAULT = {"memory": "1Gi"}
+
+
+def limit_range(ns: str) -> dict[str, Any]:
+    """Default requests and memory limit for every container of the namespace that sets none."""
+    return {
+        "apiVersion": "v1",
+        "kind": "LimitRange",
+        "metadata": {"name": "container-defaults", "namespace": ns},
+        "spec": {"limits": [{"type": "Container", "defaultRequest": LIMIT_DEFAULT_REQUEST, "default": LIMIT_DEFAULT}]},
+    }
+
+
+def baseline(ns: str, egress: Egress | None = None) -> list[dict[str, Any]]:
+    """What every federation namespace gets first: default-deny both ways, DNS, the LimitRange, listed egress.
+
+    Components then allow their own peers (allow_egress and their ingress policies).
+    """
+    return [deny_all(ns), allow_dns(ns), limit_range(ns), *user_egress(ns, egress or Egress())]
+
+
+def image(ref: str, digests: Mapping[str, str]) -> str:
+    """`repository:tag`, with `@digest` when the stack pins one (flstack:imageDigests): the kubelet then pulls
+    exactly those bytes, whatever the tag points at now."""
+    digest = digests.get(ref)
+    return f"{ref}@{digest}" if digest else ref
 
 
 def pod_security(uid: int) -> dict[str, Any]:

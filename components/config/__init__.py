@@ -13,7 +13,7 @@ from .model import FederationConfig, StackConfig, StorageConfig, TargetConfig
 from .schema import Problems, Secret, parse_object
 
 NAMESPACE = "flstack"
-TOP_LEVEL = {"target", "storage", "federations", "operators"}
+TOP_LEVEL = {"target", "storage", "federations", "operators", "imageDigests"}
 
 __all__ = [
     "ConfigError",

@@ -51,6 +51,10 @@ class TargetConfig:
     settings: Any = rule(None, variants=_target_kinds, tag="kind")
 
 
+# The image of the nfs-server-provisioner chart flstack deploys (chart 1.8.0's appVersion).
+NFS_IMAGE = "registry.k8s.io/sig-storage/nfs-provisioner:v4.0.8"
+
+
 @dataclass(frozen=True)
 class SharedStorageConfig:
     """ReadWriteMany storage that federations ask for by the name `shared`.
@@ -71,6 +75,9 @@ class SharedStorageConfig:
             yield "storageClass", f"only used when kind is 'existing' (kind is {self.kind!r})"
         if self.kind != "nfs" and self.size:
             yield "size", f"only used when kind is 'nfs' (kind is {self.kind!r})"
+
+    def images(self) -> list[str]:
+        return [NFS_IMAGE] if self.kind == "nfs" else []
 
 
 @dataclass(frozen=True)
@@ -150,6 +157,10 @@ SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 NFS_NAMESPACE = "flstack-nfs"
 
 
+IMAGE_DIGEST = r"sha256:[0-9a-f]{64}"
+IMAGE_DIGEST_HELP = "an image digest such as sha256: followed by 64 hex digits"
+
+
 @dataclass(frozen=True)
 class StackConfig:
     target: TargetConfig
@@ -181,6 +192,21 @@ class StackConfig:
                     f"{wanted} supports (federations[{i}] uses framework {self.federations[i].framework!r}): "
                     f"raise it to {low[0]}.{low[1]} or later",
                 )
+
+    # `repository:tag` of an image flstack runs -> its digest: pods then pull exactly those bytes.
+    image_digests: dict[str, str] = rule(default_factory=dict, pattern=IMAGE_DIGEST, pattern_help=IMAGE_DIGEST_HELP)
+
+    def images(self) -> list[str]:
+        """Every image this stack runs (`repository:tag`), as the settings blocks that run them list them."""
+        blocks: list[Any] = [self.storage.shared, *(fed.settings for fed in self.federations if fed is not None)]
+        return sorted({ref for block in blocks for ref in _images_of(block)})
+
+    def _unknown_digests(self) -> Iterator[tuple[str, str]]:
+        used = self.images()
+        for ref in self.image_digests:
+            if ref not in used:
+                allowed = ", ".join(used) or "none"
+                yield f"imageDigests.{ref}", f"this stack runs no image {ref!r}; images it runs: {allowed}"
 
     def _reserved_namespaces(self) -> Iterator[tuple[str, str]]:
         for i, fed in enumerate(self.federations):
@@ -242,6 +268,7 @@ class StackConfig:
         yield from self._shared_kind_offered()
         yield from self._shared_storage_users()
         yield from self._operator_versions()
+        yield from self._unknown_digests()
         seen_names: dict[str, int] = {}
         seen_namespaces: dict[str, int] = {}
         for i, fed in enumerate(self.federations):
@@ -266,6 +293,11 @@ def _snake(key: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
 
 
+def _images_of(settings: Any) -> list[str]:
+    of = getattr(settings, "images", None)
+    return list(of()) if callable(of) else []
+
+
 # Building blocks that several frameworks' settings share.
 
 CIDR_HELP = "a CIDR such as 203.0.113.0/24"
@@ -279,6 +311,24 @@ def is_cidr(text: str) -> bool:
     except ValueError:
         return False
     return "/" in text
+
+
+def is_open_cidr(text: str) -> bool:
+    """0.0.0.0/0, ::/0 (or any other spelling of a /0): every address there is."""
+    return is_cidr(text) and ipaddress.ip_network(text, strict=False).prefixlen == 0
+
+
+def open_cidrs(key: str, cidrs: list[str], acknowledged: bool, ack_key: str) -> Iterator[tuple[str, str]]:
+    """Refuses a /0 in `cidrs` unless the user set `ack_key`: "anyone on the internet" must be said on purpose."""
+    if acknowledged:
+        return
+    for i, cidr in enumerate(cidrs):
+        if cidr is not None and is_open_cidr(cidr):
+            yield (
+                f"{key}[{i}]",
+                f"{cidr!r} means every address on the internet; list the networks that need access, "
+                f"or set {ack_key}: true to accept that on purpose",
+            )
 
 
 def is_host(text: str) -> bool:
@@ -296,6 +346,10 @@ class Resources:
     cpu: str | None = rule(None, pattern=QUANTITY, pattern_help=QUANTITY_HELP)
     memory: str | None = rule(None, pattern=QUANTITY, pattern_help=QUANTITY_HELP)
     gpus: int = rule(0, min=0, max=16)
+
+    def over(self, default: Resources) -> Resources:
+        """These resources, with cpu and memory taken from `default` where unset: no container without either."""
+        return Resources(cpu=self.cpu or default.cpu, memory=self.memory or default.memory, gpus=self.gpus)
 
     def manifest(self) -> dict[str, Any]:
         requests: dict[str, Any] = {}
@@ -339,11 +393,31 @@ class Exposure:
     node_port: int | None = rule(None, min=30000, max=32767)
     # External DNS names or IPs clients dial: they go into the server certificate.
     hostnames: list[str] = rule(default_factory=list, valid=is_host, pattern_help=HOST_HELP)
+    # The acknowledgement that sourceRanges (and a framework's allowedCidrs) may hold 0.0.0.0/0 or ::/0.
+    allow_internet: bool = False
 
     def check(self) -> Iterator[tuple[str, str]]:
+        yield from open_cidrs("sourceRanges", self.source_ranges, self.allow_internet, "exposure.allowInternet")
         if self.source_ranges and self.type != "LoadBalancer":
             yield "sourceRanges", f"only used with type 'LoadBalancer' (type is {self.type!r})"
         if self.node_port is not None and self.type != "NodePort":
             yield "nodePort", f"only used with type 'NodePort' (type is {self.type!r})"
         if self.type == "LoadBalancer" and not self.source_ranges:
             yield "sourceRanges", "required with type 'LoadBalancer': list the CIDRs allowed to connect"
+
+
+@dataclass(frozen=True)
+class Egress:
+    """Where a federation's pods may connect beyond cluster DNS and their own peers (default: nowhere else)."""
+
+    # Destinations outside the federation (a dataset server, an object store's range, a metrics endpoint).
+    cidrs: list[str] = rule(default_factory=list, valid=is_cidr, pattern_help=CIDR_HELP)
+    # Limit those destinations to these TCP ports (empty: any port).
+    ports: list[int] = rule(default_factory=list, min=1, max=65535)
+    # The acknowledgement that cidrs may hold 0.0.0.0/0 or ::/0 (egress to anywhere).
+    allow_internet: bool = False
+
+    def check(self) -> Iterator[tuple[str, str]]:
+        yield from open_cidrs("cidrs", self.cidrs, self.allow_internet, "egress.allowInternet")
+        if self.ports and not self.cidrs:
+            yield "ports", "only used with cidrs: list the destinations these ports are for"

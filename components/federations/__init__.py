@@ -7,13 +7,15 @@ in FRAMEWORKS below.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
+from components import kube
 from components.config import FederationConfig, registry
 from components.config.model import OperatorsConfig
 from components.operators import Operators
@@ -32,6 +34,11 @@ class Platform:
     tls: tls.Provider  # certificates and keys: pulumi-tls, generated once and kept in state
     load_balancer_annotations: dict[str, str]  # what this target's LoadBalancer Services need
     operators: Operators  # cluster add-ons (Kubeflow operators), installed on a federation's first request
+    image_digests: Mapping[str, str] = field(default_factory=dict)  # flstack:imageDigests
+
+    def image(self, ref: str) -> str:
+        """The image reference a container gets for `repository:tag`: with its digest when the stack pins one."""
+        return kube.image(ref, self.image_digests)
 
     def opts(self, parent: pulumi.Resource, **kwargs: Any) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=parent, provider=self.provider, **kwargs)
@@ -51,9 +58,15 @@ SETTINGS: dict[str, type] = {name: component.Settings for name, component in FRA
 registry.FRAMEWORKS.update(FRAMEWORKS)
 
 
-def platform(cluster: Target, storage: Storage, operators: OperatorsConfig | None = None) -> Platform:
+def platform(
+    cluster: Target,
+    storage: Storage,
+    operators: OperatorsConfig | None = None,
+    image_digests: Mapping[str, str] | None = None,
+) -> Platform:
     addons = Operators(operators or OperatorsConfig(), cluster.provider)
-    return Platform(cluster.provider, storage, tls.Provider("tls"), cluster.load_balancer_annotations, addons)
+    annotations = cluster.load_balancer_annotations
+    return Platform(cluster.provider, storage, tls.Provider("tls"), annotations, addons, dict(image_digests or {}))
 
 
 def deploy(federations: list[FederationConfig], platform: Platform) -> dict[str, Federation]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import pulumi
@@ -23,10 +23,12 @@ from components.config.model import (
     DNS_LABEL_HELP,
     QUANTITY,
     QUANTITY_HELP,
+    Egress,
     Exposure,
     Resources,
     Toleration,
     is_cidr,
+    open_cidrs,
 )
 from components.config.schema import rule
 
@@ -43,6 +45,12 @@ GROUP_LABEL = "flstack.dev/supernode-group"
 PARTITION_LABEL = "flstack.dev/partition"  # with node auth: one StatefulSet per partition
 CA_FILE_PLACEHOLDER = "@CA_FILE@"
 NodeConfigValue = str | int | float | bool
+# Defaults when a resources block leaves cpu or memory out (every container gets requests and a memory limit).
+SUPERLINK_RESOURCES = Resources(cpu="250m", memory="512Mi")
+SUPERNODE_RESOURCES = Resources(cpu="500m", memory="1Gi")
+SERVERAPP_RESOURCES = Resources(cpu="250m", memory="512Mi")
+# A process that only relays messages: the SuperNode beside its ClientApp sidecar, the registration Job.
+AGENT_RESOURCES = Resources(cpu="100m", memory="512Mi")
 
 
 @dataclass(frozen=True)
@@ -78,12 +86,21 @@ class FlowerSettings:
     node_auth: bool = False
     node_config: dict[str, NodeConfigValue] = field(default_factory=dict)  # added to every SuperNode
     database_size: str = rule("1Gi", pattern=QUANTITY, pattern_help=QUANTITY_HELP)
-    superlink_resources: Resources = field(default_factory=lambda: Resources(cpu="250m", memory="512Mi"))
-    supernode_resources: Resources = field(default_factory=lambda: Resources(cpu="500m", memory="1Gi"))
+    superlink_resources: Resources = field(default_factory=lambda: SUPERLINK_RESOURCES)
+    # The training: the SuperNode container, or with `isolation: process` its ClientApp (superexec) sidecar.
+    supernode_resources: Resources = field(default_factory=lambda: SUPERNODE_RESOURCES)
+    # With `isolation: process`: the superexec-serverapp Deployment that runs the ServerApps.
+    serverapp_resources: Resources = field(default_factory=lambda: SERVERAPP_RESOURCES)
     exposure: Exposure = field(default_factory=Exposure)
     # SuperNodes or `flwr` users outside this federation's namespace that may reach the SuperLink.
     allowed_cidrs: list[str] = rule(default_factory=list, valid=is_cidr, pattern_help=CIDR_HELP)
+    # Where ClientApps and ServerApps may connect besides the SuperLink and DNS (default: nowhere).
+    egress: Egress = field(default_factory=Egress)
     shared_data: SharedData | None = None
+
+    def images(self) -> list[str]:
+        kinds = ["superlink", "supernode", *(["superexec"] if self.isolation == "process" else [])]
+        return [image(kind, self.version) for kind in kinds]
 
     def shared_storage_keys(self) -> list[str]:
         """The settings that need the stack's ReadWriteMany `shared` storage (checked before anything exists)."""
@@ -98,6 +115,8 @@ class FlowerSettings:
         for i, group in enumerate(self.groups):
             if group is not None:
                 yield from _check_node_config(f"groups[{i}].nodeConfig", group.node_config)
+        ack = self.exposure.allow_internet
+        yield from open_cidrs("allowedCidrs", self.allowed_cidrs, ack, "exposure.allowInternet")
         if self.exposure.type == "NodePort" and not self.allowed_cidrs:
             # externalTrafficPolicy Local keeps client IPs: without listed CIDRs the NetworkPolicy admits nobody.
             yield "allowedCidrs", "required with exposure type 'NodePort': list the CIDRs of the SuperNodes outside"
@@ -108,9 +127,11 @@ class FlowerSettings:
             yield "groups", f"group name {dup!r} is used twice"
 
     def supernode_groups(self) -> list[SupernodeGroup]:
+        """The groups, each with cpu and memory (a group's own, else supernodeResources, else the defaults)."""
+        resources = self.supernode_resources.over(SUPERNODE_RESOURCES)
         if self.groups:
-            return self.groups
-        return [SupernodeGroup(name="default", replicas=self.supernodes or 2, resources=self.supernode_resources)]
+            return [replace(g, resources=g.resources.over(resources)) for g in self.groups]
+        return [SupernodeGroup(name="default", replicas=self.supernodes or 2, resources=resources)]
 
 
 NODE_CONFIG_KEY = r"[A-Za-z0-9_.-]+"
@@ -173,7 +194,9 @@ class FlowerFederation(pulumi.ComponentResource):
         # Retained like the state volume inside it: deleting a namespace deletes its claims.
         namespace = kube.apply(kube.namespace(ns), platform.opts(self, retain_on_delete=True))
         namespace_opts = platform.opts(self, depends_on=[namespace])  # everything below lives in it
-        kube.apply(kube.deny_ingress(ns), namespace_opts)
+        for obj in kube.baseline(ns, s.egress):
+            kube.apply(obj, namespace_opts)
+        kube.apply(self._superlink_egress(ns), namespace_opts)
 
         ca_pem: pulumi.Input[str] | None = None
         # Pods roll when the files they mount change (a re-issued certificate must reach the process).
@@ -346,12 +369,12 @@ class FlowerFederation(pulumi.ComponentResource):
             volumes.append({"name": "tls", "secret": {"secretName": "superlink-tls", "defaultMode": 0o440}})
         container = {
             "name": "superlink",
-            "image": image("superlink", s.version),
+            "image": self._image("superlink"),
             "args": self.superlink_args(),
             "env": HOME_ENV,
             "ports": [{"name": "flower", "containerPort": PORT, "protocol": "TCP"}],
             "volumeMounts": mounts,
-            "resources": s.superlink_resources.manifest(),
+            "resources": s.superlink_resources.over(SUPERLINK_RESOURCES).manifest(),
             "securityContext": kube.container_security(),
             "startupProbe": _http_probe(scheme, period=5, failures=24),
             "readinessProbe": _http_probe(scheme, period=10, failures=3),
@@ -392,6 +415,15 @@ class FlowerFederation(pulumi.ComponentResource):
                 "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": PORT}]}],
             },
         }
+
+    def _superlink_egress(self, ns: str) -> dict[str, Any]:
+        """Every Flower pod of this federation may dial the SuperLink (SuperNodes, ServerApp SuperExec, the Job)."""
+        everyone = {"app.kubernetes.io/name": "flower", "app.kubernetes.io/part-of": self.name}
+        superlink = {"podSelector": {"matchLabels": _selector(self._labels("superlink"))}}
+        return kube.allow_egress(ns, "flower-to-superlink", everyone, [superlink], kube.tcp(PORT))
+
+    def _image(self, kind: str) -> str:
+        return str(self._platform.image(image(kind, self.settings.version)))
 
     def _trust_args(self) -> list[str]:
         return ["--insecure"] if self.settings.insecure else ["--root-certificates", f"{CA_DIR}/ca.crt"]
@@ -435,8 +467,11 @@ class FlowerFederation(pulumi.ComponentResource):
             mounts.append({"name": "auth", "mountPath": AUTH_DIR, "readOnly": True})
             auth = {"secretName": f"supernode-{first}-auth", "defaultMode": 0o440}
             volumes.append({"name": "auth", "secret": auth})
+        data_mounts = []
         if s.shared_data is not None:
-            mounts.append({"name": "data", "mountPath": s.shared_data.mount_path, "readOnly": s.shared_data.read_only})
+            data = s.shared_data
+            data_mounts = [{"name": "data", "mountPath": data.mount_path, "readOnly": data.read_only}]
+            mounts += data_mounts
             volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": "shared-data"}})
         env = [
             {
@@ -445,21 +480,26 @@ class FlowerFederation(pulumi.ComponentResource):
             },
             *HOME_ENV,
         ]
+        # The ClientApp (the training) runs in the SuperNode, or with `isolation: process` in its superexec
+        # sidecar: that container gets the group's resources and GPUs, the SuperNode only what relaying needs.
+        process = s.isolation == "process"
         containers: list[dict[str, Any]] = [
             {
                 "name": "supernode",
-                "image": image("supernode", s.version),
+                "image": self._image("supernode"),
                 "args": self.supernode_args(group, total),
                 "env": env,
                 "volumeMounts": mounts,
-                "resources": group.resources.manifest(),
+                "resources": (AGENT_RESOURCES if process else group.resources).manifest(),
                 "securityContext": kube.container_security(),
                 "readinessProbe": {"grpc": {"port": HEALTH_PORT}, "periodSeconds": 10},
                 "livenessProbe": {"grpc": {"port": HEALTH_PORT}, "periodSeconds": 20, "failureThreshold": 3},
             }
         ]
-        if s.isolation == "process":
-            containers.append(self._superexec_container("127.0.0.1:9094", insecure=True))
+        if process:
+            sidecar = self._superexec_container("127.0.0.1:9094", insecure=True, resources=group.resources)
+            sidecar["volumeMounts"] += data_mounts  # the ClientApp reads the data
+            containers.append(sidecar)
         pod = _pod(containers, volumes)
         if group.node_selector:
             pod["nodeSelector"] = group.node_selector
@@ -496,14 +536,15 @@ class FlowerFederation(pulumi.ComponentResource):
             },
         }
 
-    def _superexec_container(self, runtime_address: str, insecure: bool) -> dict[str, Any]:
+    def _superexec_container(self, runtime_address: str, insecure: bool, resources: Resources) -> dict[str, Any]:
         trust = ["--insecure"] if insecure else ["--root-certificates", f"{CA_DIR}/ca.crt"]
         return {
             "name": "superexec",
-            "image": image("superexec", self.settings.version),
+            "image": self._image("superexec"),
             "args": ["--runtime-api-address", runtime_address, *trust],
             "env": HOME_ENV,
             "volumeMounts": [*SCRATCH_MOUNTS] + ([] if insecure else [{"name": "ca", "mountPath": CA_DIR}]),
+            "resources": resources.manifest(),
             "securityContext": kube.container_security(),
         }
 
@@ -514,7 +555,8 @@ class FlowerFederation(pulumi.ComponentResource):
         volumes: list[dict[str, Any]] = list(SCRATCH_VOLUMES)
         if not s.insecure:
             volumes.append({"name": "ca", "configMap": {"name": "flower-ca"}})
-        pod = _pod([self._superexec_container(self.address, insecure=s.insecure)], volumes)
+        resources = s.serverapp_resources.over(SERVERAPP_RESOURCES)
+        pod = _pod([self._superexec_container(self.address, insecure=s.insecure, resources=resources)], volumes)
         return kube.deployment("superexec-serverapp", ns, labels, _selector(labels), pod)
 
     def _register_job(self, ns: str, count: int) -> dict[str, Any]:
@@ -542,10 +584,11 @@ class FlowerFederation(pulumi.ComponentResource):
             volumes.append({"name": "ca", "configMap": {"name": "flower-ca"}})
         register = {
             "name": "register",
-            "image": image("superlink", s.version),
+            "image": self._image("superlink"),
             "command": ["python3", "-c", script, self._cli_config("cluster", f"{CA_DIR}/ca.crt")],
             "env": HOME_ENV,
             "volumeMounts": mounts,
+            "resources": AGENT_RESOURCES.manifest(),
             "securityContext": kube.container_security(),
         }
         return {

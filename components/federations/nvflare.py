@@ -23,7 +23,16 @@ import pulumi
 
 from components import kube
 from components.config import FederationConfig
-from components.config.model import CIDR_HELP, QUANTITY, QUANTITY_HELP, Exposure, Resources, is_cidr
+from components.config.model import (
+    CIDR_HELP,
+    QUANTITY,
+    QUANTITY_HELP,
+    Egress,
+    Exposure,
+    Resources,
+    is_cidr,
+    open_cidrs,
+)
 from components.config.schema import rule
 
 from . import nvflare_kits
@@ -66,6 +75,12 @@ RESERVED_SITE_NAMES = {
 # read and deleted; events listed (pending-pod diagnostics); per-job Secrets created, replaced, patched
 # (owner reference) and deleted. nvflare's Helm chart also grants pods list/watch, events get/watch and
 # secrets get, which the launcher never calls.
+# Defaults when a resources block leaves cpu or memory out (every container gets requests and a memory limit).
+FL_RESOURCES = Resources(cpu="500m", memory="1Gi")
+ADMIN_RESOURCES = Resources(cpu="100m", memory="256Mi")
+# The Kubernetes API server, for the job launcher: its address differs per cluster and is reached after DNAT
+# (no pod selector matches it), so launcher pods may open these ports to any address.
+API_SERVER_PORTS = (443, 6443)
 LAUNCHER_RULES = [
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "delete", "get"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
@@ -86,11 +101,13 @@ class NvflareSettings:
     # K8s job launcher starts a pod per job (needs the API: ServiceAccount token and a Role).
     job_launcher: Literal["process", "kubernetes"] = "process"
     workspace_size: str = rule("2Gi", pattern=QUANTITY, pattern_help=QUANTITY_HELP)
-    server_resources: Resources = field(default_factory=lambda: Resources(cpu="500m", memory="1Gi"))
-    site_resources: Resources = field(default_factory=lambda: Resources(cpu="500m", memory="1Gi"))
+    server_resources: Resources = field(default_factory=lambda: FL_RESOURCES)
+    site_resources: Resources = field(default_factory=lambda: FL_RESOURCES)
     exposure: Exposure = field(default_factory=Exposure)
     # Site or admin networks outside the cluster that may reach the server (with exposure).
     allowed_cidrs: list[str] = rule(default_factory=list, valid=is_cidr, pattern_help=CIDR_HELP)
+    # Where the server and sites (and their job pods) may connect besides each other and DNS (default: nowhere).
+    egress: Egress = field(default_factory=Egress)
     # Raise it to start over with a new root CA: every kit is re-issued (e.g. to cut off a removed site,
     # as nvflare has no certificate revocation).
     ca_generation: int = rule(1, min=1, max=1000)
@@ -107,6 +124,8 @@ class NvflareSettings:
             first.setdefault(site, i)
             if site in RESERVED_SITE_NAMES:
                 yield f"sites[{i}]", f"{site!r} is {RESERVED_SITE_NAMES[site]}: pick another"
+        ack = self.exposure.allow_internet
+        yield from open_cidrs("allowedCidrs", self.allowed_cidrs, ack, "exposure.allowInternet")
         if self.exposure.type == "NodePort" and not self.allowed_cidrs:
             # externalTrafficPolicy Local keeps client IPs: without listed CIDRs the NetworkPolicy admits nobody.
             yield (
@@ -141,6 +160,9 @@ class NvflareSettings:
 
     def image_ref(self) -> str:
         return f"{self.image}:{self.version}"
+
+    def images(self) -> list[str]:
+        return [self.image_ref()]
 
 
 def _installed_nvflare() -> str | None:
@@ -238,7 +260,8 @@ class NvflareFederation(pulumi.ComponentResource):
             namespaces[site_namespace] = kube.apply(manifest, kept)
         for namespace, resource in namespaces.items():
             in_ns = platform.opts(self, depends_on=[resource])
-            kube.apply(kube.deny_ingress(namespace), in_ns)
+            for obj in [*kube.baseline(namespace, s.egress), *self._fl_egress(namespace)]:
+                kube.apply(obj, in_ns)
             kube.apply(self._fl_service_account(namespace), in_ns)
             if self.kubernetes_launcher:  # every namespace runs a parent that launches job pods
                 kube.apply(self._launcher_role(namespace), in_ns)
@@ -254,7 +277,10 @@ class NvflareFederation(pulumi.ComponentResource):
         # The admin's namespace: no Role, no API token, no PVC; nothing else runs there.
         admin_namespace = kube.apply(kube.namespace(admin_ns, {ADMIN_OF_LABEL: name}), platform.opts(self))
         in_admin = platform.opts(self, depends_on=[admin_namespace])
-        kube.apply(kube.deny_ingress(admin_ns), in_admin)
+        for obj in kube.baseline(admin_ns):
+            kube.apply(obj, in_admin)
+        admin_to_server = [kube.in_namespace(ns, _selector(self._labels("server")))]
+        kube.apply(kube.allow_egress(admin_ns, "admin-to-server", {}, admin_to_server, kube.tcp(FL_PORT)), in_admin)
         kube.apply(self._service_account(admin_ns, "nvflare", automount=False), in_admin)
         admin_kit = self._kit(admin_ns, ADMIN, _part(startup, "admin"), _part(kits.local_config, "admin"), in_admin)
         # People scale the admin pod up and down themselves (the adminStart/adminStop outputs): Pulumi sets
@@ -303,7 +329,7 @@ class NvflareFederation(pulumi.ComponentResource):
                 "serverNamespace": ns,
                 "siteNamespaces": site_ns,
                 "serverService": SERVER,
-                "image": s.image_ref(),
+                "image": self._image(),
                 "parentPort": PARENT_PORT,
                 "jobPodSecurityContext": kube.pod_security(UID),
                 "studyRuntime": self._study_runtime(),
@@ -336,7 +362,7 @@ class NvflareFederation(pulumi.ComponentResource):
         }
         return {
             "format_version": 2,
-            "studies": {"default": {"container": {"image": self.settings.image_ref()}, "pod_template": pod_template}},
+            "studies": {"default": {"container": {"image": self._image()}, "pod_template": pod_template}},
         }
 
     # --- objects -------------------------------------------------------------------------------
@@ -346,6 +372,25 @@ class NvflareFederation(pulumi.ComponentResource):
         if site:
             labels[SITE_LABEL] = site
         return labels
+
+    def _image(self) -> str:
+        return str(self._platform.image(self.settings.image_ref()))
+
+    def _fl_egress(self, namespace: str) -> list[dict[str, Any]]:
+        """Egress of this federation's pods in `namespace` (server, sites, job pods): the server's FL port; with
+        the Kubernetes launcher also their parent's port (job pods) and the API server (the parents)."""
+        federation = {"app.kubernetes.io/name": "nvflare", "app.kubernetes.io/part-of": self.name}
+        server = kube.in_namespace(self.namespace, _selector(self._labels("server")))
+        rules = [kube.allow_egress(namespace, "nvflare-to-server", federation, [server], kube.tcp(FL_PORT))]
+        if self.kubernetes_launcher:
+            parents = [{"podSelector": {"matchLabels": federation}}]
+            rules.append(kube.allow_egress(namespace, "jobs-to-parent", federation, parents, kube.tcp(PARENT_PORT)))
+            api = kube.tcp(*API_SERVER_PORTS)
+            here = {"server": namespace == self.namespace, "site": namespace in self.site_namespaces.values()}
+            for component in (c for c, present in here.items() if present):
+                launcher = kube.selector(self._labels(component))
+                rules.append(kube.allow_egress(namespace, f"{component}-to-api-server", launcher, [], api))
+        return rules
 
     def _retained(self, namespace: pulumi.Resource) -> pulumi.ResourceOptions:
         # Workspaces (job results, server job store) outlive pods, replacements and `pulumi destroy`.
@@ -439,7 +484,7 @@ class NvflareFederation(pulumi.ComponentResource):
     def _fl_container(self, name: str, args: list[str], resources: Resources) -> dict[str, Any]:
         return {
             "name": name,
-            "image": self.settings.image_ref(),
+            "image": self._image(),
             # The 2.9 images have no shell: run the module nvflare's start scripts would run.
             "command": ["python3"],
             "args": args,
@@ -452,7 +497,7 @@ class NvflareFederation(pulumi.ComponentResource):
 
     def _server(self, ns: str, kit: pulumi.Input[str]) -> dict[str, Any]:
         s = self.settings
-        container = self._fl_container("server", server_args(s.org), s.server_resources)
+        container = self._fl_container("server", server_args(s.org), s.server_resources.over(FL_RESOURCES))
         container["ports"] = [{"name": "fl", "containerPort": FL_PORT, "protocol": "TCP"}]
         if self.kubernetes_launcher:
             container["ports"].append({"name": "parent", "containerPort": PARENT_PORT, "protocol": "TCP"})
@@ -472,7 +517,7 @@ class NvflareFederation(pulumi.ComponentResource):
         s = self.settings
         # No probes: a site listens on nothing (it dials the server); if the process exits the pod restarts,
         # and the admin's `check_status client` shows whether it is registered.
-        container = self._fl_container("site", site_args(site, s.org), s.site_resources)
+        container = self._fl_container("site", site_args(site, s.org), s.site_resources.over(FL_RESOURCES))
         if self.kubernetes_launcher:
             container["ports"] = [{"name": "parent", "containerPort": PARENT_PORT, "protocol": "TCP"}]
         volumes = [
@@ -488,7 +533,7 @@ class NvflareFederation(pulumi.ComponentResource):
         idle = "import signal, sys; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); signal.pause()"
         container = {
             "name": "admin",
-            "image": self.settings.image_ref(),
+            "image": self._image(),
             "command": ["python3", "-c", idle],  # PID 1 waits; people `kubectl exec` the console into it
             "workingDir": ADMIN_WORKSPACE,
             "env": HOME_ENV,
@@ -499,7 +544,7 @@ class NvflareFederation(pulumi.ComponentResource):
                 {"name": "transfer", "mountPath": f"{ADMIN_WORKSPACE}/transfer"},
                 *SCRATCH_MOUNTS,
             ],
-            "resources": Resources(cpu="100m", memory="256Mi").manifest(),
+            "resources": ADMIN_RESOURCES.manifest(),
             "securityContext": kube.container_security(),
         }
         volumes = [

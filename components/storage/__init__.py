@@ -6,6 +6,7 @@ the target's to say (`Target.block_storage`, `Target.SHARED_STORAGE`): nothing h
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -32,14 +33,14 @@ class Storage:
         return {"dataClass": self.data_class, "sharedClass": self.shared_class}
 
 
-def provision(config: StorageConfig, target: Target) -> Storage:
+def provision(config: StorageConfig, target: Target, image_digests: Mapping[str, str] | None = None) -> Storage:
     data_class = config.data_class or target.block_storage()
     shared = config.shared
     shared_class: str | None = None
     if shared.kind == "existing":
         shared_class = shared.storage_class
     elif shared.kind == "nfs":
-        shared_class = NfsServer("storage-nfs", target.provider, data_class, shared.size).class_name
+        shared_class = NfsServer("storage-nfs", target.provider, data_class, shared.size, image_digests).class_name
     elif shared.kind in target.SHARED_STORAGE:
         shared_class = target.shared_storage(shared.kind)
     elif shared.kind != "none":  # StackConfig.check reports this before any resource exists; kept for direct callers

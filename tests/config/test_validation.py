@@ -43,7 +43,7 @@ BAD = [
     ),
     (
         {"target": MINIKUBE, "federation": []},
-        "flstack:federation: unknown key; allowed: federations, operators, storage, target",
+        "flstack:federation: unknown key; allowed: federations, imageDigests, operators, storage, target",
     ),
     ({"target": MINIKUBE, "federations": {"a": 1}}, "flstack:federations: expected a list, got {'a': 1}"),
     (

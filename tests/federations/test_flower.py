@@ -206,8 +206,8 @@ def test_only_this_federations_supernodes_and_listed_cidrs_reach_the_superlink()
     selectors = [p["podSelector"]["matchLabels"] for p in peers if "podSelector" in p]
     assert all(s["app.kubernetes.io/part-of"] == "fl" for s in selectors)
     assert {s["app.kubernetes.io/component"] for s in selectors} == {"supernode", "superexec"}
-    deny = rendering.find("NetworkPolicy", "default-deny-ingress", "fl")
-    assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    deny = rendering.find("NetworkPolicy", "default-deny", "fl")
+    assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
 
 
 def test_load_balancer_exposure_limits_sources_and_signs_external_names() -> None:

@@ -339,7 +339,10 @@ def test_the_admin_kit_is_out_of_reach_of_the_launcher_accounts(kubernetes: Rend
     assert sorted((o["kind"], o["metadata"]["name"]) for o in in_admin_ns) == [
         ("ConfigMap", "nvflare-admin-local"),
         ("Deployment", "nvflare-admin"),
-        ("NetworkPolicy", "default-deny-ingress"),
+        ("LimitRange", "container-defaults"),
+        ("NetworkPolicy", "admin-to-server"),
+        ("NetworkPolicy", "allow-dns"),
+        ("NetworkPolicy", "default-deny"),
         ("Secret", "nvflare-admin-startup"),
         ("ServiceAccount", "nvflare"),
     ]
@@ -431,16 +434,14 @@ def test_site_pods_in_an_unlabelled_namespace_are_refused(default: Rendering) ->
     assert not admits(policy, stranger_ns, ("elsewhere", labels), 8002)
 
 
-def test_every_namespace_denies_ingress_by_default(default: Rendering) -> None:
+def test_every_namespace_denies_ingress_and_egress_by_default(default: Rendering) -> None:
     denied = {
-        p["metadata"]["namespace"]
-        for p in objects(default, "NetworkPolicy")
-        if p["metadata"]["name"] == "default-deny-ingress"
+        p["metadata"]["namespace"] for p in objects(default, "NetworkPolicy") if p["metadata"]["name"] == "default-deny"
     }
     assert denied == set(namespace_labels(default)) == {"demo", "demo-admin", "demo-site-1", "demo-site-2"}
     for policy in objects(default, "NetworkPolicy"):
-        if policy["metadata"]["name"] == "default-deny-ingress":
-            assert policy["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+        if policy["metadata"]["name"] == "default-deny":
+            assert policy["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
 
 
 def test_external_sites_come_in_through_the_exposure_source_ranges() -> None:
@@ -503,11 +504,14 @@ def test_a_third_site_adds_only_its_own_resources_and_updates_the_kits() -> None
     assert changes.added == [
         ("kubernetes:apps/v1:Deployment", "deployment:demo-site-3/site-3"),
         ("kubernetes:core/v1:ConfigMap", "configmap:demo-site-3/site-3-local"),
+        ("kubernetes:core/v1:LimitRange", "limitrange:demo-site-3/container-defaults"),
         ("kubernetes:core/v1:Namespace", "namespace:demo-site-3"),
         ("kubernetes:core/v1:PersistentVolumeClaim", "persistentvolumeclaim:demo-site-3/site-3-workspace"),
         ("kubernetes:core/v1:Secret", "secret:demo-site-3/site-3-startup"),
         ("kubernetes:core/v1:ServiceAccount", "serviceaccount:demo-site-3/nvflare"),
-        ("kubernetes:networking.k8s.io/v1:NetworkPolicy", "networkpolicy:demo-site-3/default-deny-ingress"),
+        ("kubernetes:networking.k8s.io/v1:NetworkPolicy", "networkpolicy:demo-site-3/allow-dns"),
+        ("kubernetes:networking.k8s.io/v1:NetworkPolicy", "networkpolicy:demo-site-3/default-deny"),
+        ("kubernetes:networking.k8s.io/v1:NetworkPolicy", "networkpolicy:demo-site-3/nvflare-to-server"),
     ]
     assert changes.removed == []
     assert changes.changed == {(nvflare_kits.TYPE, "demo-kits"): ["inputs.sites"]}
