@@ -1,28 +1,13 @@
-"""The flstack policy pack: `pulumi preview --policy-pack policies` (the rules live in rules.py)."""
+"""The flstack policy pack: `pulumi preview --policy-pack policies [--policy-pack-config config.json]`."""
 
-from pulumi_policy import (
-    EnforcementLevel,
-    PolicyPack,
-    ReportViolation,
-    ResourceValidationArgs,
-    ResourceValidationPolicy,
-)
-from rules import RULES
+import sys
+from pathlib import Path
 
+# The rules are the importable package `policies` (unit-tested from the repository root).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-def _validator(rule):  # type: ignore[no-untyped-def]
-    def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-        for message in rule(args.resource_type, dict(args.props)):
-            report_violation(message, None)
+from pulumi_policy import PolicyPack
 
-    return validate
+from policies.pack import policies
 
-
-PolicyPack(
-    name="flstack",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    policies=[
-        ResourceValidationPolicy(name=name, description=(rule.__doc__ or name).strip(), validate=_validator(rule))
-        for name, rule in RULES.items()
-    ],
-)
+PolicyPack(name="flstack", policies=policies())
