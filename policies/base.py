@@ -98,7 +98,11 @@ def flag(description: str) -> dict[str, Any]:
     return {"type": "boolean", "default": False, "description": description}
 
 
-# nfs-server-provisioner (storage.shared.kind nfs) runs as root with added capabilities, in this namespace.
+# Namespaces of upstream charts flstack installs whose pods cannot meet `restricted`: nfs-server-provisioner
+# (flstack-nfs: root with DAC_READ_SEARCH and SYS_RESOURCE), the EKS add-ons in kube-system (the NVIDIA device
+# plugin mounts host paths), the Kubeflow operators (kubeflow-system, kubeflow: not every chart pod sets all of
+# `restricted`, so flstack enforces `baseline` there). Their children are only seen by a real preview.
 EXEMPT_NAMESPACES = string_list(
-    ["flstack-nfs"], "Namespaces this rule does not apply to (flstack-nfs: the NFS server chart runs as root)"
+    ["flstack-nfs", "kube-system", "kubeflow-system", "kubeflow"],
+    "Namespaces this rule does not apply to (by default those of the upstream charts flstack installs)",
 )

@@ -17,7 +17,7 @@ import pulumi
 
 from components import kube, operators
 from components.config import FederationConfig
-from components.config.model import Resources
+from components.config.model import Egress, Resources
 from components.config.schema import rule
 
 from . import kubeflow_checks
@@ -50,6 +50,8 @@ class KubeflowSettings:
     num_nodes: int = rule(2, min=2, max=512)  # node 0 aggregates; every node trains on its own data
     resources_per_node: Resources = field(default_factory=lambda: Resources(cpu="500m", memory="1Gi"))
     env: dict[str, str] = field(default_factory=dict)
+    # Where the nodes may connect besides each other and DNS (datasets, object stores; default: nowhere).
+    egress: Egress = field(default_factory=Egress)
 
     def check(self) -> Iterator[tuple[str, str]]:
         if not self.command:
@@ -159,11 +161,9 @@ class KubeflowFederation(pulumi.ComponentResource):
 
         namespace = kube.apply(kube.namespace(ns), platform.opts(self))
         in_namespace = platform.opts(self, depends_on=[namespace])
-        policies = [
-            kube.apply(kube.deny_all(ns), in_namespace),
-            kube.apply(kube.allow_dns(ns), in_namespace),
-            kube.apply(peer_policy(name, ns), in_namespace),
-        ]
+        # Default-deny both ways, DNS, the LimitRange backstop and the listed egress; then the peers.
+        baseline = [*kube.baseline(ns, s.egress), peer_policy(name, ns)]
+        policies = [kube.apply(obj, in_namespace) for obj in baseline]
         # The trainer's webhooks fail closed, and the nodes must never run before their policies exist.
         kube.apply(train_job(name, ns, s), platform.opts(self, depends_on=[namespace, *policies, *trainer.depends_on]))
 

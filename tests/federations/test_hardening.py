@@ -261,3 +261,14 @@ def test_bad_image_digests_are_one_clear_error(digests: dict[str, str], expected
     with pytest.raises(ConfigError) as err:
         render({**stack("flower", supernodes=1), "imageDigests": digests})
     assert expected in str(err.value)
+
+
+def test_kubeflow_namespaces_get_the_same_baseline() -> None:
+    config = stack("kubeflow", image="ghcr.io/example/fedavg:1.0", command=["python3", "-m", "fedavg"])
+    config["federations"][0]["kubeflow"]["egress"] = {"cidrs": ["10.20.0.0/16"]}
+    rendering = render(config)
+    assert rendering.find("LimitRange", "container-defaults", "fl")
+    net = Network(rendering.manifests())
+    node = ("fl", {"jobset.sigs.k8s.io/jobset-name": "fl"})
+    assert net.reaches_address(node, "10.20.0.1", 443)
+    assert not net.reaches_address(node, "10.21.0.1", 443)
