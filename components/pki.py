@@ -30,14 +30,21 @@ class CertificateAuthority:
             opts=opts,
         )
 
-    def server_certificate(self, name: str, common_name: str, hosts: Sequence[str]) -> ServerCertificate:
-        return ServerCertificate(self, name, common_name, hosts)
+    def server_certificate(
+        self, name: str, common_name: str, hosts: Sequence[str], client_auth: bool = False
+    ) -> ServerCertificate:
+        return ServerCertificate(self, name, common_name, hosts, client_auth)
 
 
 class ServerCertificate:
-    """A key and a certificate signed by `ca`, valid for every name and IP in `hosts` (the SANs)."""
+    """A key and a certificate signed by `ca`, valid for every name and IP in `hosts` (the SANs).
 
-    def __init__(self, ca: CertificateAuthority, name: str, common_name: str, hosts: Sequence[str]) -> None:
+    `client_auth`: the same certificate also identifies its holder as a client (mutual TLS between peers).
+    """
+
+    def __init__(
+        self, ca: CertificateAuthority, name: str, common_name: str, hosts: Sequence[str], client_auth: bool = False
+    ) -> None:
         ips = [h for h in hosts if _is_ip(h)]
         dns = [h for h in hosts if not _is_ip(h)]
         self.key = tls.PrivateKey(f"{name}-key", algorithm="ECDSA", ecdsa_curve="P384", opts=ca.opts)
@@ -56,7 +63,12 @@ class ServerCertificate:
             ca_cert_pem=ca.cert.cert_pem,
             validity_period_hours=LEAF_VALIDITY_HOURS,
             early_renewal_hours=EARLY_RENEWAL_HOURS,
-            allowed_uses=["digital_signature", "key_encipherment", "server_auth"],
+            allowed_uses=[
+                "digital_signature",
+                "key_encipherment",
+                "server_auth",
+                *(["client_auth"] if client_auth else []),
+            ],
             opts=ca.opts,
         )
 

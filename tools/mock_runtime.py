@@ -59,6 +59,7 @@ DEFAULT_SYNTHESIZERS: dict[str, Synthesizer] = {
     "tls:index/selfSignedCert:SelfSignedCert": lambda a: {"certPem": _pem(a, "CERTIFICATE")},
     "tls:index/locallySignedCert:LocallySignedCert": lambda a: {"certPem": _pem(a, "CERTIFICATE")},
     "tls:index/certRequest:CertRequest": lambda a: {"certRequestPem": _pem(a, "CERTIFICATE REQUEST")},
+    "random:index/randomPassword:RandomPassword": lambda a: {"result": f"mock-{a.name}"},
     "command:local:Command": lambda a: {"stdout": _placeholder(a, "stdout"), "stderr": ""},
     # AWS: the documentation account, and endpoints under .mock so nobody mistakes them for real ones.
     "aws:eks/cluster:Cluster": lambda a: {

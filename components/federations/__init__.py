@@ -22,7 +22,7 @@ from components.operators import Operators
 from components.storage import Storage
 from components.targets import Target
 
-from . import flower, kubeflow, nvflare
+from . import fate, flower, kubeflow, nvflare
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,7 @@ FRAMEWORKS: dict[str, Any] = {
     "flower": flower.FlowerFederation,
     "nvflare": nvflare.NvflareFederation,
     "kubeflow": kubeflow.KubeflowFederation,
+    "fate": fate.FateFederation,
 }
 SETTINGS: dict[str, type] = {name: component.Settings for name, component in FRAMEWORKS.items()}
 registry.FRAMEWORKS.update(FRAMEWORKS)

@@ -1,0 +1,534 @@
+"""FATE 2.2 (`framework: fate`): each party in its own namespace, one `FateParty` component per party.
+
+Per party, a shape with no Java: fate_flow (standalone computing and storage, sqlite, on a retained volume),
+RabbitMQ as the federation transport, and a stock nginx proxy that is the party's only door to the others
+(see `fate_files` for the routing). Every byte between parties goes proxy to proxy over mutual TLS, with
+certificates from a federation CA made by pulumi-tls; NetworkPolicies hold each party's pods to their own
+namespace and let only the proxies talk across.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pulumi
+import pulumi_random as random
+
+from components import kube, pki
+from components.config import FederationConfig
+from components.config.model import DNS_LABEL, DNS_LABEL_HELP, QUANTITY, QUANTITY_HELP, Resources
+from components.config.schema import rule
+
+from . import fate_files as files
+
+IMAGE_REPOSITORY = r"[a-z0-9]+([._/-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*"
+IMAGE_REF = r"[a-z0-9]+([._/-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})"
+IMAGE_REF_HELP = "an image with a tag, such as rabbitmq:3.13.7-management"
+MAX_PARTIES = 100  # one proxy port per peer: 5700..5799
+PARTY_ID_MAX = 2**31 - 1  # FATE keeps party ids as strings of integers; stay inside a signed int
+
+# The image's layout, as KubeFATE's charts and FATE's docker-compose use it (not inspected here: see README).
+FATE_HOME = "/data/projects/fate"
+FLOW_DIR = f"{FATE_HOME}/fate_flow"
+FLOW_CONF = f"{FLOW_DIR}/conf"
+# What fate_flow writes, all on the party's volume: logs, job workspaces, models, standalone tables, sqlite.
+FLOW_STATE_DIRS = ("logs", "jobs", "model", "data", "db")
+SQLITE_PATH = f"{FLOW_DIR}/db/fate_flow_sqlite.db"
+RABBITMQ_CONF = "/etc/flstack/rabbitmq"
+RABBITMQ_HOME = "/var/lib/rabbitmq"
+NGINX_CONF = "/etc/flstack/nginx"
+
+# Who runs what. The fateflow and RabbitMQ images' own users are assumed (not inspected); nginx's is 101.
+FLOW_UID = 10001  # owns nothing in the image: every write goes to the volume or /tmp
+RABBITMQ_UID = 999  # the official image's rabbitmq user
+NGINX_UID = 101  # the official image's nginx user
+
+PARTY_LABEL = "flstack.dev/fate-party"
+# On every party namespace: the proxies admit and dial the proxies of namespaces carrying it, so adding a
+# party never changes another party's NetworkPolicies.
+FEDERATION_LABEL = "flstack.dev/fate-federation"
+CONFIG_HASH_ANNOTATION = "flstack.dev/config-sha256"
+
+
+@dataclass(frozen=True)
+class FatePartyConfig:
+    id: int = rule(min=1, max=PARTY_ID_MAX)
+    # Default `<federation namespace>-<id>`.
+    namespace: str | None = rule(None, pattern=DNS_LABEL, pattern_help=DNS_LABEL_HELP)
+
+
+@dataclass(frozen=True)
+class FateSettings:
+    version: Literal["2.2.0"] = "2.2.0"
+    image: str = rule("federatedai/fateflow", pattern=IMAGE_REPOSITORY, pattern_help="an image repository (no tag)")
+    rabbitmq_image: str = rule("rabbitmq:3.13.7-management", pattern=IMAGE_REF, pattern_help=IMAGE_REF_HELP)
+    proxy_image: str = rule("nginx:1.28.0-alpine", pattern=IMAGE_REF, pattern_help=IMAGE_REF_HELP)
+    parties: list[FatePartyConfig] = field(default_factory=list)
+    # fate_flow's scheduling budget (computing.standalone.cores): each job asks for 4 by default
+    # (job_cores), and a job waits while the budget is spent. Not a CPU limit.
+    cores: int = rule(8, min=4, max=1024)
+    data_size: str = rule("10Gi", pattern=QUANTITY, pattern_help=QUANTITY_HELP)
+    flow_resources: Resources = field(default_factory=lambda: Resources(cpu="1", memory="2Gi"))
+    rabbitmq_resources: Resources = field(default_factory=lambda: Resources(cpu="250m", memory="512Mi"))
+    proxy_resources: Resources = field(default_factory=lambda: Resources(cpu="100m", memory="64Mi"))
+
+    def check(self) -> Iterator[tuple[str, str]]:
+        parties = self.parties  # invalid entries (None) are reported on their own keys, and still count here
+        if len(parties) < 2:
+            yield (
+                "parties",
+                f"a federation needs at least 2 parties (got {len(parties)}), e.g. [{{id: 9999}}, {{id: 10000}}]",
+            )
+        if len(parties) > MAX_PARTIES:
+            yield "parties", f"at most {MAX_PARTIES} parties (got {len(parties)}): each peer takes one proxy port"
+        ids: dict[int, int] = {}
+        namespaces: dict[str, int] = {}
+        for i, party in enumerate(self.parties):
+            if party is None:
+                continue
+            if party.id in ids:
+                yield f"parties[{i}].id", f"{party.id} is already parties[{ids[party.id]}].id: party ids must be unique"
+            ids.setdefault(party.id, i)
+            if party.namespace is not None:
+                if party.namespace in namespaces:
+                    yield (
+                        f"parties[{i}].namespace",
+                        f"{party.namespace!r} is already the namespace of parties[{namespaces[party.namespace]}]: "
+                        "each party needs its own",
+                    )
+                namespaces.setdefault(party.namespace, i)
+        for key in ("flow_resources", "rabbitmq_resources", "proxy_resources"):
+            resources: Resources = getattr(self, key)
+            camel = key.split("_")[0] + "Resources"
+            if not resources.memory:
+                yield f"{camel}.memory", "required: every container gets a memory request and limit"
+            if resources.gpus:
+                yield f"{camel}.gpus", "FATE's standalone computing runs on CPUs only"
+
+    def party_namespace(self, party: FatePartyConfig, home: str) -> str:
+        return party.namespace or f"{home}-{party.id}"
+
+    def party_namespaces(self, home: str) -> list[tuple[str, str]]:
+        return [(f"parties[{i}]", self.party_namespace(p, home)) for i, p in enumerate(self.parties) if p is not None]
+
+    def flow_image(self) -> str:
+        return f"{self.image}:{self.version}-release"
+
+
+class FateFederation(pulumi.ComponentResource):
+    Settings = FateSettings
+
+    def __init__(
+        self,
+        name: str,
+        federation: FederationConfig,
+        platform: Any,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("flstack:federations:Fate", name, None, opts)
+        s: FateSettings = federation.settings
+        home = federation.home_namespace
+        parties = [files.Party(p.id, s.party_namespace(p, home)) for p in s.parties]
+        ca = pki.CertificateAuthority(
+            f"{name}-fate", f"{name} FATE federation CA", pulumi.ResourceOptions(parent=self, provider=platform.tls)
+        )
+        # Default providers are disabled for every package: this federation's passwords come from its own.
+        passwords = random.Provider(f"{name}-random", opts=pulumi.ResourceOptions(parent=self))
+        self.parties = {
+            p.id: FateParty(f"{name}-{p.id}", name, p, parties, s, ca, passwords, platform, self) for p in parties
+        }
+        self.outputs: dict[str, Any] = {
+            "caCertificate": ca.cert.cert_pem,
+            "parties": {str(p.id): party.outputs for p, party in zip(parties, self.parties.values(), strict=True)},
+        }
+        if len(parties) >= 2:
+            guest, host = parties[0], parties[1]
+            self.outputs["toy"] = (
+                f"kubectl -n {guest.namespace} exec statefulset/{files.FLOW} -- "
+                f"flow test toy -gid {guest.id} -hid {host.id}"
+            )
+        self.register_outputs({})
+
+
+class FateParty(pulumi.ComponentResource):
+    """One party: its namespace, fate_flow, RabbitMQ, proxy and policies."""
+
+    def __init__(
+        self,
+        name: str,
+        federation: str,
+        me: files.Party,
+        parties: list[files.Party],
+        settings: FateSettings,
+        ca: pki.CertificateAuthority,
+        passwords: random.Provider,
+        platform: Any,
+        parent: pulumi.Resource,
+    ) -> None:
+        super().__init__("flstack:federations:FateParty", name, None, pulumi.ResourceOptions(parent=parent))
+        self.federation = federation
+        self.me = me
+        self.settings = settings
+        self._platform = platform
+        ns = me.namespace
+
+        # The namespace holds the retained fate_flow volume: deleting it would delete the volume too.
+        namespace = kube.apply(
+            kube.namespace(ns, {FEDERATION_LABEL: federation, PARTY_LABEL: str(me.id)}),
+            platform.opts(self, retain_on_delete=True),
+        )
+        in_ns = platform.opts(self, depends_on=[namespace])
+        for policy in [kube.deny_all(ns), kube.allow_dns(ns), *self._policies()]:
+            kube.apply(policy, in_ns)
+        kube.apply(kube.service_account(files.FLOW, ns, self._labels("identity")), in_ns)
+
+        password = random.RandomPassword(
+            f"{name}-rabbitmq", length=32, special=False, opts=pulumi.ResourceOptions(parent=self, provider=passwords)
+        )
+        secret_password: pulumi.Output[str] = pulumi.Output.secret(password.result)
+        certificate = ca.server_certificate(
+            f"{name}-proxy", f"fate-party-{me.id}", kube.service_dns_names(files.PROXY, ns), client_auth=True
+        )
+
+        # fate_flow
+        service_conf = secret_password.apply(lambda pw: files.service_conf(me, pw, SQLITE_PATH, settings.cores))
+        routes = files.route_table(me, parties)
+        kube.apply(self._secret("fateflow-conf", "fateflow", {"service_conf.yaml": service_conf}), in_ns)
+        kube.apply(self._config_map("fate-routes", "fateflow", {"rabbitmq_route_table.yaml": routes}), in_ns)
+        claim = kube.claim(
+            "fateflow-data", ns, settings.data_size, platform.storage.data_class, self._labels("fateflow")
+        )
+        volume = kube.apply(claim, platform.opts(self, depends_on=[namespace], retain_on_delete=True))
+        flow_hash = _digest(service_conf, routes)
+        kube.apply(self._flow(flow_hash), platform.opts(self, depends_on=[volume]))
+        kube.apply(self._service(files.FLOW, self._flow_ports(), headless=True), in_ns)
+
+        # RabbitMQ
+        default_user = secret_password.apply(files.rabbitmq_default_user)
+        rabbitmq_conf = files.rabbitmq_conf()
+        kube.apply(self._secret("rabbitmq-default-user", "rabbitmq", {"20-default-user.conf": default_user}), in_ns)
+        kube.apply(
+            self._config_map(
+                "rabbitmq-config",
+                "rabbitmq",
+                {"10-flstack.conf": rabbitmq_conf, "enabled_plugins": files.RABBITMQ_PLUGINS},
+            ),
+            in_ns,
+        )
+        rabbitmq_hash = _digest(default_user, rabbitmq_conf, files.RABBITMQ_PLUGINS)
+        kube.apply(self._rabbitmq(rabbitmq_hash), in_ns)
+        kube.apply(self._service(files.RABBITMQ, self._rabbitmq_ports()), in_ns)
+
+        # Proxy
+        nginx_conf = files.nginx_conf(me, parties)
+        tls_files: dict[str, pulumi.Input[str]] = {
+            "tls.crt": certificate.cert.cert_pem,
+            "tls.key": pulumi.Output.secret(certificate.key.private_key_pem),
+            "ca.crt": ca.cert.cert_pem,
+        }
+        kube.apply(self._secret("proxy-tls", "proxy", tls_files, kind="kubernetes.io/tls"), in_ns)
+        kube.apply(self._config_map("proxy-config", "proxy", {"nginx.conf": nginx_conf}), in_ns)
+        proxy_hash = _digest(nginx_conf, certificate.cert.cert_pem, ca.cert.cert_pem)
+        kube.apply(self._proxy(proxy_hash), in_ns)
+        kube.apply(self._service(files.PROXY, self._proxy_ports(parties)), in_ns)
+
+        self.outputs: dict[str, Any] = {
+            "namespace": ns,
+            "proxy": f"{me.proxy_host}:{files.PROXY_TLS_PORT}",
+            "fateflow": f"{files.FLOW}.{ns}.svc.cluster.local:{files.FLOW_HTTP_PORT}",
+        }
+        self.register_outputs({})
+
+    # --- objects -------------------------------------------------------------------------------
+
+    def _labels(self, component: str) -> dict[str, str]:
+        return {**kube.labels("fate", component, self.federation), PARTY_LABEL: str(self.me.id)}
+
+    def _selector(self, component: str) -> dict[str, str]:
+        return kube.selector(self._labels(component), PARTY_LABEL)
+
+    def _secret(
+        self, name: str, component: str, data: dict[str, pulumi.Input[str]], kind: str = "Opaque"
+    ) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": self.me.namespace, "labels": self._labels(component)},
+            "type": kind,
+            "stringData": data,
+        }
+
+    def _config_map(self, name: str, component: str, data: dict[str, str]) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": self.me.namespace, "labels": self._labels(component)},
+            "data": data,
+        }
+
+    def _pod(self, uid: int, containers: list[dict[str, Any]], volumes: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "serviceAccountName": files.FLOW,
+            "automountServiceAccountToken": False,  # nothing here talks to the Kubernetes API
+            "enableServiceLinks": False,  # no FATEFLOW_PORT-style variables colliding with fate's own settings
+            "securityContext": kube.pod_security(uid),
+            "containers": containers,
+            "volumes": volumes,
+        }
+
+    def _flow_ports(self) -> list[dict[str, Any]]:
+        return [
+            {"name": "http", "port": files.FLOW_HTTP_PORT, "targetPort": "http", "protocol": "TCP"},
+            {"name": "grpc", "port": files.FLOW_GRPC_PORT, "targetPort": "grpc", "protocol": "TCP"},
+        ]
+
+    def _flow(self, config_hash: pulumi.Input[str]) -> dict[str, Any]:
+        s = self.settings
+        probe = {"httpGet": {"path": "/v2/server/fateflow", "port": "http"}}
+        state_mounts = [{"name": "data", "mountPath": f"{FLOW_DIR}/{d}", "subPath": d} for d in FLOW_STATE_DIRS]
+        container = {
+            "name": files.FLOW,
+            "image": s.flow_image(),
+            # The server itself, as FATE's compose and KubeFATE start it, minus their `pip install` at every start.
+            "command": ["python", "fate_flow/python/fate_flow/fate_flow_server.py"],
+            "workingDir": FATE_HOME,
+            "env": kube.env(("FATE_PROJECT_BASE", FATE_HOME), ("HOME", "/tmp")),
+            "ports": [
+                {"name": "http", "containerPort": files.FLOW_HTTP_PORT, "protocol": "TCP"},
+                {"name": "grpc", "containerPort": files.FLOW_GRPC_PORT, "protocol": "TCP"},
+            ],
+            "volumeMounts": [
+                {"name": "conf", "mountPath": f"{FLOW_CONF}/service_conf.yaml", "subPath": "service_conf.yaml"},
+                {
+                    "name": "routes",
+                    "mountPath": f"{FLOW_CONF}/rabbitmq_route_table.yaml",
+                    "subPath": "rabbitmq_route_table.yaml",
+                },
+                *state_mounts,
+                {"name": "tmp", "mountPath": "/tmp"},
+            ],
+            # fate_flow listens after 15-20 s here; allow 2 minutes on a busy node.
+            "startupProbe": {**probe, "periodSeconds": 5, "failureThreshold": 24},
+            "readinessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
+            "livenessProbe": {**probe, "periodSeconds": 20, "failureThreshold": 3, "timeoutSeconds": 5},
+            "resources": s.flow_resources.manifest(),
+            "securityContext": kube.container_security(),
+        }
+        volumes = [
+            {"name": "conf", "secret": {"secretName": "fateflow-conf", "defaultMode": 0o440}},
+            {"name": "routes", "configMap": {"name": "fate-routes"}},
+            {"name": "data", "persistentVolumeClaim": {"claimName": "fateflow-data"}},
+            {"name": "tmp", "emptyDir": {}},
+        ]
+        labels = self._labels("fateflow")
+        return {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": {"name": files.FLOW, "namespace": self.me.namespace, "labels": labels},
+            "spec": {
+                "replicas": 1,  # one sqlite writer
+                "serviceName": files.FLOW,
+                "selector": {"matchLabels": self._selector("fateflow")},
+                "template": {
+                    "metadata": {"labels": labels, "annotations": {CONFIG_HASH_ANNOTATION: config_hash}},
+                    "spec": self._pod(FLOW_UID, [container], volumes),
+                },
+            },
+        }
+
+    def _rabbitmq_ports(self) -> list[dict[str, Any]]:
+        return [
+            {"name": "amqp", "port": files.AMQP_PORT, "targetPort": "amqp", "protocol": "TCP"},
+            {"name": "management", "port": files.MANAGEMENT_PORT, "targetPort": "management", "protocol": "TCP"},
+        ]
+
+    def _rabbitmq(self, config_hash: pulumi.Input[str]) -> dict[str, Any]:
+        s = self.settings
+        probe = {"tcpSocket": {"port": "amqp"}}
+        container = {
+            "name": files.RABBITMQ,
+            "image": s.rabbitmq_image,
+            "env": kube.env(
+                ("RABBITMQ_CONFIG_FILES", f"{RABBITMQ_CONF}/conf.d"),
+                ("RABBITMQ_ENABLED_PLUGINS_FILE", f"{RABBITMQ_CONF}/enabled_plugins"),
+                # One node per party: a fixed node name, so nothing hangs on the pod's host name.
+                ("RABBITMQ_NODENAME", "rabbit@localhost"),
+                ("RABBITMQ_MNESIA_BASE", f"{RABBITMQ_HOME}/mnesia"),
+                ("RABBITMQ_LOG_BASE", f"{RABBITMQ_HOME}/log"),
+                ("HOME", RABBITMQ_HOME),  # the Erlang cookie
+            ),
+            "ports": [
+                {"name": "amqp", "containerPort": files.AMQP_PORT, "protocol": "TCP"},
+                {"name": "management", "containerPort": files.MANAGEMENT_PORT, "protocol": "TCP"},
+            ],
+            "volumeMounts": [
+                {"name": "config", "mountPath": RABBITMQ_CONF, "readOnly": True},
+                {"name": "home", "mountPath": RABBITMQ_HOME},
+                {"name": "tmp", "mountPath": "/tmp"},
+            ],
+            "startupProbe": {**probe, "periodSeconds": 5, "failureThreshold": 24},
+            "readinessProbe": {**probe, "periodSeconds": 10},
+            "livenessProbe": {**probe, "periodSeconds": 20, "failureThreshold": 3},
+            "resources": s.rabbitmq_resources.manifest(),
+            "securityContext": kube.container_security(),
+        }
+        config = {
+            "projected": {
+                "sources": [
+                    {
+                        "configMap": {
+                            "name": "rabbitmq-config",
+                            "items": [
+                                {"key": "10-flstack.conf", "path": "conf.d/10-flstack.conf"},
+                                {"key": "enabled_plugins", "path": "enabled_plugins"},
+                            ],
+                        }
+                    },
+                    {
+                        "secret": {
+                            "name": "rabbitmq-default-user",
+                            "items": [{"key": "20-default-user.conf", "path": "conf.d/20-default-user.conf"}],
+                        }
+                    },
+                ],
+                "defaultMode": 0o440,
+            }
+        }
+        # Queues live only as long as a task: the broker's state is scratch.
+        volumes = [{"name": "config", **config}, {"name": "home", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
+        labels = self._labels("rabbitmq")
+        pod = self._pod(RABBITMQ_UID, [container], volumes)
+        annotations = {CONFIG_HASH_ANNOTATION: config_hash}
+        return kube.deployment(
+            files.RABBITMQ, self.me.namespace, labels, self._selector("rabbitmq"), pod, annotations, recreate=True
+        )
+
+    def _proxy_ports(self, parties: list[files.Party]) -> list[dict[str, Any]]:
+        ports = [
+            {"name": "http", "port": files.PROXY_HTTP_PORT, "targetPort": files.PROXY_HTTP_PORT, "protocol": "TCP"},
+            {"name": "https", "port": files.PROXY_TLS_PORT, "targetPort": files.PROXY_TLS_PORT, "protocol": "TCP"},
+            {"name": "amqps", "port": files.PROXY_AMQPS_PORT, "targetPort": files.PROXY_AMQPS_PORT, "protocol": "TCP"},
+        ]
+        for i, party in enumerate(parties):
+            if party.id != self.me.id:
+                port = files.peer_amqp_port(i)
+                ports.append({"name": f"amqp-{i}", "port": port, "targetPort": port, "protocol": "TCP"})
+        return ports
+
+    def _proxy(self, config_hash: pulumi.Input[str]) -> dict[str, Any]:
+        s = self.settings
+        container = {
+            "name": files.PROXY,
+            "image": s.proxy_image,
+            "command": ["nginx", "-c", f"{NGINX_CONF}/nginx.conf", "-e", "stderr", "-g", "daemon off;"],
+            "ports": [
+                {"name": "http", "containerPort": files.PROXY_HTTP_PORT, "protocol": "TCP"},
+                {"name": "https", "containerPort": files.PROXY_TLS_PORT, "protocol": "TCP"},
+                {"name": "amqps", "containerPort": files.PROXY_AMQPS_PORT, "protocol": "TCP"},
+            ],
+            "volumeMounts": [
+                {"name": "config", "mountPath": NGINX_CONF, "readOnly": True},
+                {"name": "tls", "mountPath": files.TLS_DIR, "readOnly": True},
+                {"name": "tmp", "mountPath": files.TMP},
+            ],
+            "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 10},
+            "livenessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 20, "failureThreshold": 3},
+            "resources": s.proxy_resources.manifest(),
+            "securityContext": kube.container_security(),
+        }
+        volumes = [
+            {"name": "config", "configMap": {"name": "proxy-config"}},
+            {"name": "tls", "secret": {"secretName": "proxy-tls", "defaultMode": 0o440}},
+            {"name": "tmp", "emptyDir": {}},
+        ]
+        labels = self._labels("proxy")
+        pod = self._pod(NGINX_UID, [container], volumes)
+        return kube.deployment(
+            files.PROXY, self.me.namespace, labels, self._selector("proxy"), pod, {CONFIG_HASH_ANNOTATION: config_hash}
+        )
+
+    def _service(self, name: str, ports: list[dict[str, Any]], headless: bool = False) -> dict[str, Any]:
+        spec: dict[str, Any] = {"selector": self._selector(name), "ports": ports}
+        if headless:
+            spec["clusterIP"] = "None"  # the StatefulSet's governing Service; one pod, its own address
+        return {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": self.me.namespace, "labels": self._labels(name)},
+            "spec": spec,
+        }
+
+    # --- network policies ----------------------------------------------------------------------
+
+    def _pods(self, component: str) -> dict[str, Any]:
+        return {"podSelector": {"matchLabels": self._selector(component)}}
+
+    def _peer_proxies(self) -> dict[str, Any]:
+        """Every other party's proxy of this federation, by label: no list, so new parties change nothing here."""
+        return {
+            "namespaceSelector": {
+                "matchLabels": {FEDERATION_LABEL: self.federation},
+                "matchExpressions": [{"key": PARTY_LABEL, "operator": "NotIn", "values": [str(self.me.id)]}],
+            },
+            "podSelector": {"matchLabels": kube.selector(kube.labels("fate", "proxy", self.federation))},
+        }
+
+    def _policy(self, component: str, ingress: list[dict[str, Any]], egress: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": component, "namespace": self.me.namespace, "labels": self._labels(component)},
+            "spec": {
+                "podSelector": {"matchLabels": self._selector(component)},
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": ingress,
+                "egress": egress,
+            },
+        }
+
+    def _policies(self) -> list[dict[str, Any]]:
+        def tcp(*ports: int, end: int | None = None) -> list[dict[str, Any]]:
+            return [{"protocol": "TCP", "port": p, **({"endPort": end} if end else {})} for p in ports]
+
+        flow, rabbitmq, proxy = self._pods("fateflow"), self._pods("rabbitmq"), self._pods("proxy")
+        peer_links = tcp(files.PEER_AMQP_PORT_BASE, end=files.peer_amqp_port(MAX_PARTIES - 1))
+        return [
+            self._policy(
+                "fateflow",
+                # Its own proxy (calls from other parties) and whoever in the namespace runs `flow`/pipelines.
+                ingress=[{"from": [{"podSelector": {}}], "ports": tcp(files.FLOW_HTTP_PORT, files.FLOW_GRPC_PORT)}],
+                egress=[
+                    {"to": [proxy], "ports": tcp(files.PROXY_HTTP_PORT)},
+                    {"to": [rabbitmq], "ports": tcp(files.AMQP_PORT, files.MANAGEMENT_PORT)},
+                ],
+            ),
+            self._policy(
+                "rabbitmq",
+                ingress=[
+                    {"from": [flow], "ports": tcp(files.AMQP_PORT, files.MANAGEMENT_PORT)},
+                    {"from": [proxy], "ports": tcp(files.AMQP_PORT)},  # peers' brokers, through the proxy
+                ],
+                egress=[{"to": [proxy], "ports": peer_links}],  # federation links to peers' brokers
+            ),
+            self._policy(
+                "proxy",
+                ingress=[
+                    {"from": [flow], "ports": tcp(files.PROXY_HTTP_PORT)},
+                    {"from": [rabbitmq], "ports": peer_links},
+                    {"from": [self._peer_proxies()], "ports": tcp(files.PROXY_TLS_PORT, files.PROXY_AMQPS_PORT)},
+                ],
+                egress=[
+                    {"to": [flow], "ports": tcp(files.FLOW_HTTP_PORT)},
+                    {"to": [rabbitmq], "ports": tcp(files.AMQP_PORT)},
+                    {"to": [self._peer_proxies()], "ports": tcp(files.PROXY_TLS_PORT, files.PROXY_AMQPS_PORT)},
+                ],
+            ),
+        ]
+
+
+def _digest(*files: pulumi.Input[str]) -> pulumi.Output[str]:
+    """A pod template's config digest, in plain text: a one-way hash, so previews show which pods roll even when
+    the files hold secrets (the broker password), and the workload's spec does not turn secret as a whole."""
+    return pulumi.Output.unsecret(kube.content_hash(*files))
