@@ -105,3 +105,8 @@ def etc_hosts(pod: Pod, entries: dict[str, str]) -> Iterator[None]:
 def hub_address(spoke_index: int) -> str:
     """The hub's address on the link to its `spoke_index`-th (1-based) client pod."""
     return f"10.213.{spoke_index}.1"
+
+
+def spoke_address(spoke_index: int) -> str:
+    """The `spoke_index`-th (1-based) client pod's address on its link to the hub."""
+    return f"10.213.{spoke_index}.2"

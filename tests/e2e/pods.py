@@ -41,6 +41,14 @@ def _volume_files(rendering: Rendering, namespace: str, volume: dict[str, Any]) 
         return dict(rendering.find("ConfigMap", volume["configMap"]["name"], namespace).get("data", {}))
     if "emptyDir" in volume or "persistentVolumeClaim" in volume:
         return {}
+    if "projected" in volume:  # each source's listed items, at their paths (all keys if none are listed)
+        files = {}
+        for source in volume["projected"]["sources"]:
+            (kind, ref), name_key = next(iter(source.items())), "secretName" if "secret" in source else "name"
+            keys = _volume_files(rendering, namespace, {kind: {name_key: ref["name"], "name": ref["name"]}}) or {}
+            items = ref.get("items") or [{"key": k, "path": k} for k in keys]
+            files.update({item["path"]: keys[item["key"]] for item in items})
+        return files
     raise NotImplementedError(f"volume type of {volume}")
 
 
@@ -88,6 +96,7 @@ def materialize(
         local.mkdir(parents=True, exist_ok=True)
         files = _volume_files(rendering, namespace, volumes[mount["name"]]) or {}
         for key, text in files.items():
+            (local / key).parent.mkdir(parents=True, exist_ok=True)  # projected items may name subdirectories
             (local / key).write_text(text)
         mounts[mount["mountPath"]] = local
 

@@ -1,0 +1,315 @@
+"""A real two-party FATE 2.2.0 federation from the rendered local-fate stack: the toy job must succeed,
+with every cross-party byte through the parties' proxies over mutual TLS.
+
+Real: the render's files, as the pods mount them (fate_flow's service_conf.yaml and RabbitMQ route table,
+RabbitMQ's configuration, plugins and generated credentials, the proxies' nginx.conf, certificates made
+from the program's pulumi-tls inputs); RabbitMQ (Debian's rabbitmq-server), nginx (Debian's, with its
+stream module) and fate_flow 2.2.0 with pyfate from `.venv-fate` (requirements-e2e-fate.txt).
+Mapped, and only this:
+- each party is one network namespace (its pods share it, so their Service names are loopback), and the
+  one table `service_hosts` (the namespace's /etc/hosts) sends the peer proxy's Service name to the peer
+  namespace's address. Ports are the rendered ones.
+- mount paths -> local directories, in args, env and mounted files (tests/e2e/pods.py);
+- the image's fate_flow -> a copy of the pip package per party (fate_flow keeps its conf/, logs, jobs and
+  data inside its package directory), started with the party's files in its conf/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.federations import fate, fate_files
+from tests.e2e import netns
+from tests.e2e.pods import LocalContainer, materialize
+from tests.e2e.processes import Processes, base_env, framework_bin
+from tests.e2e.real_tls import mocks_with_real_tls
+from tools import render as render_tool
+from tools.render import Rendering
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(netns.available() is not None, reason=str(netns.available())),
+    pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed (./dev test installs it)"),
+]
+
+STACK = "local-fate"
+GUEST, HOST = 9999, 10000
+RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+START_SECONDS = 120  # brokers, proxies and fate_flow servers up (fate_flow alone takes 15-20 s here)
+TOY_SECONDS = 420
+
+
+def service_hosts(me: int, addresses: dict[int, str], parties: list[fate_files.Party]) -> str:
+    """The one network mapping: a party's /etc/hosts. Its own Services share its namespace (loopback); the
+    peer proxy's Service name goes to the peer namespace's address. Nothing else of the files changes."""
+    own = " ".join([fate_files.FLOW, fate_files.RABBITMQ, fate_files.PROXY])
+    lines = [f"127.0.0.1 localhost {own}", "::1 localhost"]
+    lines += [f"{addresses[p.id]} {p.proxy_host}" for p in parties if p.id != me]
+    return "\n".join(lines) + "\n"
+
+
+@contextmanager
+def party_namespaces(parties: list[fate_files.Party]) -> Iterator[dict[int, netns.Pod]]:
+    """One network namespace per party, each with its /etc/hosts (`ip netns exec` mounts /etc/netns/NAME/*)."""
+    with netns.pods([f"p{p.id}" for p in parties]) as pods:
+        by_party = {p.id: pods[f"p{p.id}"] for p in parties}
+        # The first party is the hub; the others' addresses are on their links to it (netns.pods).
+        addresses = {parties[0].id: netns.hub_address(1)}
+        addresses.update({p.id: netns.spoke_address(i) for i, p in enumerate(parties[1:], start=1)})
+        made = []
+        try:
+            for party in parties:
+                etc = Path("/etc/netns") / by_party[party.id].name
+                etc.mkdir(parents=True, exist_ok=True)
+                made.append(etc)
+                (etc / "hosts").write_text(service_hosts(party.id, addresses, parties))
+            yield by_party
+        finally:
+            for etc in made:
+                shutil.rmtree(etc, ignore_errors=True)
+
+
+def map_paths(container: LocalContainer, path: Path) -> str:
+    """A mounted file with the container's mount paths mapped to their local directories; returns its text."""
+    # One pass, longest mount first, so a mapped path is never mapped again.
+    mounts = "|".join(re.escape(m) for m in sorted(container.mounts, key=len, reverse=True))
+    text = re.sub(rf"(?<![\w/])({mounts})(?=/|;|\s|$)", lambda m: str(container.mounts[m[1]]), path.read_text())
+    path.write_text(text)
+    return text
+
+
+def sub_path_file(workload: dict[str, Any], container: LocalContainer, mount_path: str) -> Path:
+    """The local file behind a subPath mount (materialize maps the mount to the whole volume's directory)."""
+    mounts = workload["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    sub_path: str = next(m["subPath"] for m in mounts if m["mountPath"] == mount_path)
+    return container.mounts[mount_path] / sub_path
+
+
+def party_venv(root: Path, fate_bin: Path) -> Path:
+    """A venv of its own for one party's fate_flow: a copy of the fate_flow package (and of fate_client, whose
+    `flow init` writes into its package), everything else from .venv-fate."""
+    venv = root / "venv"
+    subprocess.run([str(fate_bin / "python"), "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    shared = next((fate_bin.parent / "lib").glob("python3*/site-packages"))
+    own = next((venv / "lib").glob("python3*/site-packages"))
+    for package in ("fate_flow", "fate_client"):
+        shutil.copytree(shared / package, own / package, ignore=shutil.ignore_patterns("__pycache__"))
+    (own / "fate-shared.pth").write_text(f"import site; site.addsitedir({str(shared)!r})\n")
+    return venv
+
+
+def rss_mib(session: int) -> float:
+    """Resident memory of every process in a session (a party's fate_flow and the task processes it forks)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == session:  # field 6 of stat: the session id
+                total += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")  # field 24: rss in pages
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 2**20
+
+
+class PeakMemory:
+    def __init__(self, sessions: dict[int, int]) -> None:
+        self.sessions, self.peaks = sessions, dict.fromkeys(sessions, 0.0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.5):
+            for party, session in self.sessions.items():
+                self.peaks[party] = max(self.peaks[party], rss_mib(session))
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def in_pod(pod: netns.Pod, args: list[str], timeout: float, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(pod.command(args), capture_output=True, text=True, timeout=timeout, env=env, check=False)
+
+
+def listening(pod: netns.Pod, port: int) -> bool:
+    probe = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=2).close()"
+    return in_pod(pod, [sys.executable, "-c", probe], 10, {}).returncode == 0
+
+
+def flow_ready(pod: netns.Pod) -> bool:
+    url = f"http://127.0.0.1:{fate_files.FLOW_HTTP_PORT}/v2/server/fateflow"
+    probe = f"import urllib.request; urllib.request.urlopen({url!r}, timeout=3).read()"
+    return in_pod(pod, [sys.executable, "-c", probe], 15, {}).returncode == 0
+
+
+def test_toy_job_runs_between_the_parties_through_their_mtls_proxies(tmp_path: Path) -> None:
+    fate_bin = framework_bin("fate")
+    started = time.monotonic()
+    rendering = render_tool.render(STACK, mocks_with_real_tls())
+    parties = parties_of(rendering)
+    assert [p.id for p in parties] == [GUEST, HOST]
+    procs = Processes(tmp_path)
+    try:
+        with party_namespaces(parties) as pods:
+            flows = start_parties(rendering, parties, pods, procs, tmp_path, fate_bin)
+            guest, guest_env = pods[GUEST], flows[GUEST]
+            init = in_pod(
+                guest,
+                [
+                    "python",
+                    "-m",
+                    "fate_client.flow_cli.flow",
+                    "init",
+                    "--ip",
+                    "127.0.0.1",
+                    "--port",
+                    str(fate_files.FLOW_HTTP_PORT),
+                ],
+                60,
+                guest_env,
+            )
+            assert init.returncode == 0, init.stdout + init.stderr
+            sessions = {p: procs.running[f"fateflow-{p}"].pid for p in (GUEST, HOST)}
+            toy_started = time.monotonic()
+            with PeakMemory(sessions) as memory:
+                toy = in_pod(
+                    guest,
+                    ["python", "-m", "fate_client.flow_cli.flow", "test", "toy", "-gid", str(GUEST), "-hid", str(HOST)],
+                    TOY_SECONDS,
+                    guest_env,
+                )
+            output = toy.stdout + toy.stderr
+            assert re.search(r"toy test job \S+ is success", output), f"{output}\n{procs.logs()}"
+            print(
+                f"\nFATE toy: {time.monotonic() - toy_started:.1f} s; whole test {time.monotonic() - started:.1f} s; "
+                + "; ".join(f"party {p} fate_flow peak RSS {mib:.0f} MiB" for p, mib in memory.peaks.items())
+            )
+            procs.check_alive()
+            # nginx logs a stream session when it ends: close the brokers' federation links first.
+            stop_brokers(procs, parties)
+    finally:
+        procs.stop_all()
+    assert_traffic_went_through_the_mtls_links(procs, parties)
+    for party in parties:
+        assert_writes_only_to_volumes(tmp_path / f"party-{party.id}", fate_bin)
+
+
+def assert_writes_only_to_volumes(home: Path, fate_bin: Path) -> None:
+    """fate_flow wrote only where the pod has volumes (its state directories): a read-only root is enough."""
+    copy = next((home / "venv" / "lib").glob("python3*/site-packages")) / "fate_flow"
+    original = next((fate_bin.parent / "lib").glob("python3*/site-packages")) / "fate_flow"
+    allowed = {*fate.FLOW_STATE_DIRS, "__pycache__", "conf/service_conf.yaml", "conf/rabbitmq_route_table.yaml"}
+
+    def changed(path: Path) -> bool:
+        twin = original / path.relative_to(copy)
+        return not twin.exists() or twin.read_bytes() != path.read_bytes()
+
+    written = sorted(str(path.relative_to(copy)) for path in copy.rglob("*") if path.is_file() and changed(path))
+    outside = [
+        p
+        for p in written
+        if not any(p == a or p.startswith((a + "/", "__pycache__")) or "/__pycache__/" in p for a in allowed)
+    ]
+    assert written and not outside, outside
+
+
+def stop_brokers(procs: Processes, parties: list[fate_files.Party]) -> None:
+    for party in parties:
+        os.killpg(procs.running[f"rabbitmq-{party.id}"].pid, signal.SIGTERM)
+    for party in parties:
+        procs.running[f"rabbitmq-{party.id}"].wait(timeout=60)
+    time.sleep(1)  # the proxies notice the closed upstream connections and log the sessions
+
+
+def parties_of(rendering: Rendering) -> list[fate_files.Party]:
+    namespaces = sorted(
+        (int(o["metadata"]["labels"]["flstack.dev/fate-party"]), o["metadata"]["name"])
+        for o in rendering.manifests()
+        if o["kind"] == "Namespace" and "flstack.dev/fate-party" in o["metadata"]["labels"]
+    )
+    return [fate_files.Party(party, ns) for party, ns in namespaces]
+
+
+def start_parties(
+    rendering: Rendering,
+    parties: list[fate_files.Party],
+    pods: dict[int, netns.Pod],
+    procs: Processes,
+    root: Path,
+    fate_bin: Path,
+) -> dict[int, dict[str, str]]:
+    """Starts every party's broker, proxy and fate_flow; returns each party's environment for `flow`."""
+    flow_envs = {}
+    for party in parties:
+        ns, pod, home = party.namespace, pods[party.id], root / f"party-{party.id}"
+        rabbitmq = materialize(rendering, rendering.find("Deployment", "rabbitmq", ns), "rabbitmq", home)
+        env = {**base_env(Path("/usr/lib/rabbitmq/bin")), **rabbitmq.env}
+        procs.start(f"rabbitmq-{party.id}", pod.command([RABBITMQ_SERVER]), env)
+
+        proxy = materialize(rendering, rendering.find("Deployment", "proxy", ns), "proxy", home)
+        map_paths(proxy, proxy.local("/etc/flstack/nginx/nginx.conf"))
+        procs.start(f"proxy-{party.id}", pod.command(proxy.args), base_env(Path("/usr/sbin")))
+
+        statefulset = rendering.find("StatefulSet", "fateflow", ns)
+        flow = materialize(rendering, statefulset, "fateflow", home)
+        venv = party_venv(home, fate_bin)
+        package = next((venv / "lib").glob("python3*/site-packages")) / "fate_flow"
+        for name in ("service_conf.yaml", "rabbitmq_route_table.yaml"):
+            local = sub_path_file(statefulset, flow, f"{fate.FLOW_CONF}/{name}")
+            (package / "conf" / name).write_text(map_paths(flow, local))
+        flow_env = base_env(venv / "bin")
+        procs.start(
+            f"fateflow-{party.id}",
+            pod.command([str(venv / "bin" / "python"), str(package / "fate_flow_server.py")]),
+            flow_env,
+            cwd=home,
+        )
+        flow_envs[party.id] = flow_env
+    for party in parties:
+        pod = pods[party.id]
+        procs.wait_for(f"party {party.id}'s broker", partial(listening, pod, fate_files.AMQP_PORT), START_SECONDS)
+        procs.wait_for(f"party {party.id}'s proxy", partial(listening, pod, fate_files.PROXY_HTTP_PORT), 30)
+        procs.wait_for(f"party {party.id}'s fate_flow", partial(flow_ready, pod), START_SECONDS)
+    return flow_envs
+
+
+def assert_traffic_went_through_the_mtls_links(procs: Processes, parties: list[fate_files.Party]) -> None:
+    """Each proxy's log: control calls and AMQP links from the other party arrived with its client certificate."""
+    for party in parties:
+        log = (procs.log_dir / f"proxy-{party.id}.log").read_text()
+        for peer in (p for p in parties if p.id != party.id):
+            peer_cert = f"CN=fate-party-{peer.id}"
+            control = [line for line in log.splitlines() if f"dest={party.id}" in line and peer_cert in line]
+            assert control, f"no control call from party {peer.id} over mTLS in proxy {party.id}'s log:\n{log}"
+            assert all(" 200 " in line or " 201 " in line for line in control[:1])
+            amqp_in = [
+                line
+                for line in log.splitlines()
+                if re.match(rf"\S+ {fate_files.PROXY_AMQPS_PORT} 200 ", line) and peer_cert in line
+            ]
+            assert amqp_in, f"no AMQP link from party {peer.id} over mTLS in proxy {party.id}'s log:\n{log}"
+            assert any(int(line.split()[3]) > 0 for line in amqp_in)  # bytes went to the peer's broker link
+            # And this party's own calls and broker link to the peer left over TLS, to the peer proxy's ports.
+            out = [line for line in log.splitlines() if f"dest={peer.id}" in line]
+            assert out and all(f":{fate_files.PROXY_TLS_PORT} " in line for line in out), log
+            port = fate_files.peer_amqp_port(parties.index(peer))
+            link = rf"\S+ {port} 200 \d+ [1-9]\d* .* upstream=\S+:{fate_files.PROXY_AMQPS_PORT} "
+            assert re.search(link, log), f"no broker link from party {party.id} to {peer.id}:\n{log}"
