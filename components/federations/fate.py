@@ -18,7 +18,7 @@ import pulumi_random as random
 
 from components import kube, pki
 from components.config import FederationConfig
-from components.config.model import DNS_LABEL, DNS_LABEL_HELP, QUANTITY, QUANTITY_HELP, Resources
+from components.config.model import DNS_LABEL, DNS_LABEL_HELP, QUANTITY, QUANTITY_HELP, Egress, Resources
 from components.config.schema import rule
 
 from . import fate_files as files
@@ -73,6 +73,8 @@ class FateSettings:
     flow_resources: Resources = field(default_factory=lambda: Resources(cpu="1", memory="2Gi"))
     rabbitmq_resources: Resources = field(default_factory=lambda: Resources(cpu="250m", memory="512Mi"))
     proxy_resources: Resources = field(default_factory=lambda: Resources(cpu="100m", memory="64Mi"))
+    # Destinations beyond the party's own pods, DNS and its peers' proxies (a data source), for every pod.
+    egress: Egress = field(default_factory=Egress)
 
     def check(self) -> Iterator[tuple[str, str]]:
         parties = self.parties  # invalid entries (None) are reported on their own keys, and still count here
@@ -115,6 +117,9 @@ class FateSettings:
 
     def flow_image(self) -> str:
         return f"{self.image}:{self.version}-release"
+
+    def images(self) -> list[str]:
+        return [self.flow_image(), self.rabbitmq_image, self.proxy_image]
 
 
 class FateFederation(pulumi.ComponentResource):
@@ -180,7 +185,7 @@ class FateParty(pulumi.ComponentResource):
             platform.opts(self, retain_on_delete=True),
         )
         in_ns = platform.opts(self, depends_on=[namespace])
-        for policy in [kube.deny_all(ns), kube.allow_dns(ns), *self._policies()]:
+        for policy in [*kube.baseline(ns, settings.egress), *self._policies()]:
             kube.apply(policy, in_ns)
         kube.apply(kube.service_account(files.FLOW, ns, self._labels("identity")), in_ns)
 
@@ -290,7 +295,7 @@ class FateParty(pulumi.ComponentResource):
         state_mounts = [{"name": "data", "mountPath": f"{FLOW_DIR}/{d}", "subPath": d} for d in FLOW_STATE_DIRS]
         container = {
             "name": files.FLOW,
-            "image": s.flow_image(),
+            "image": self._platform.image(s.flow_image()),
             # The server itself, as FATE's compose and KubeFATE start it, minus their `pip install` at every start.
             "command": ["python", "fate_flow/python/fate_flow/fate_flow_server.py"],
             "workingDir": FATE_HOME,
@@ -349,7 +354,7 @@ class FateParty(pulumi.ComponentResource):
         probe = {"tcpSocket": {"port": "amqp"}}
         container = {
             "name": files.RABBITMQ,
-            "image": s.rabbitmq_image,
+            "image": self._platform.image(s.rabbitmq_image),
             "env": kube.env(
                 ("RABBITMQ_CONFIG_FILES", f"{RABBITMQ_CONF}/conf.d"),
                 ("RABBITMQ_ENABLED_PLUGINS_FILE", f"{RABBITMQ_CONF}/enabled_plugins"),
@@ -421,7 +426,7 @@ class FateParty(pulumi.ComponentResource):
         s = self.settings
         container = {
             "name": files.PROXY,
-            "image": s.proxy_image,
+            "image": self._platform.image(s.proxy_image),
             "command": ["nginx", "-c", f"{NGINX_CONF}/nginx.conf", "-e", "stderr", "-g", "daemon off;"],
             "ports": [
                 {"name": "http", "containerPort": files.PROXY_HTTP_PORT, "protocol": "TCP"},
