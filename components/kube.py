@@ -28,6 +28,53 @@ def _snake(key: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
 
 
+class ClusterProvider(k8s.Provider):
+    """A target's one Kubernetes provider, with the lifecycle settings every target needs.
+
+    `objects_deleted_with`: the resource whose deletion takes the cluster and every object in it along
+    (minikube's start command). Objects registered through `apply`/`chart`/`bound` get `deleted_with` it,
+    so `destroy` (or a replaced cluster) does not call the API of a cluster that is going anyway, with a
+    kubeconfig from the last `up` that may no longer reach it.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        kubeconfig: pulumi.Input[str] | None,
+        cluster_identifier: str,
+        opts: pulumi.ResourceOptions,
+        context: str | None = None,
+        objects_deleted_with: pulumi.Resource | None = None,
+    ) -> None:
+        super().__init__(
+            name,
+            kubeconfig=kubeconfig,
+            context=context,
+            # The identity of the cluster, not its kubeconfig text: a refreshed kubeconfig (new port after
+            # a restart, new endpoint, rotated certificates) must not replace every object on the cluster.
+            cluster_identifier=cluster_identifier,
+            # Certificate renewals and kit changes update Secrets and ConfigMaps in place instead of
+            # delete-then-create (pods roll through their content-hash annotations).
+            enable_secret_mutable=True,
+            enable_config_map_mutable=True,
+            # Retained namespaces and claims outlive `destroy`; since pulumi-kubernetes 4.29 creating an
+            # object that exists fails unless upserting, so `up` after `destroy` would stop at the first one.
+            # The price: a rename without `aliases` would create (adopt) and then delete the object.
+            upsert_existing_objects=True,
+            opts=opts,
+        )
+        self.objects_deleted_with = objects_deleted_with
+
+
+def bound(opts: pulumi.ResourceOptions) -> pulumi.ResourceOptions:
+    """`opts` plus `deleted_with` the cluster, when its provider's objects go with their cluster."""
+    provider = opts.provider
+    lifetime = provider.objects_deleted_with if isinstance(provider, ClusterProvider) else None
+    if lifetime is None or opts.deleted_with is not None:
+        return opts
+    return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(deleted_with=lifetime))
+
+
 def apply(obj: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
     """Registers one Kubernetes object (a manifest dict) as its typed pulumi_kubernetes resource.
 
@@ -43,6 +90,7 @@ def apply(obj: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.CustomRes
     module = getattr(k8s, _GROUP_MODULES.get(group, "-"), None)
     cls = getattr(getattr(module, version, None), kind, None)
     fields = {_snake(k): v for k, v in obj.items() if k not in ("apiVersion", "kind")}
+    opts = bound(opts)
     if cls is None:  # a custom resource (PyTorchJob, ...)
         return k8s.apiextensions.CustomResource(logical, api_version=api_version, kind=kind, opts=opts, **fields)
     return cls(logical, opts=opts, **fields)  # type: ignore[no-any-return]
@@ -65,7 +113,7 @@ def chart(
         repository_opts={"repo": repository},
         namespace=ns,
         values=values,
-        opts=opts,
+        opts=bound(opts),
     )
 
 

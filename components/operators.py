@@ -115,7 +115,7 @@ class KubeflowTrainer(pulumi.ComponentResource):
                 version=config.version,
                 namespace=TRAINER_NAMESPACE,
                 values=trainer_values(),
-                opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[namespace])),
+                opts=kube.bound(pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[namespace]))),
             )
             waits.append(chart)
         # The runtime's own admission webhook is the trainer's: it waits for the chart too.
@@ -140,7 +140,7 @@ class TrainingOperator(pulumi.ComponentResource):
                 k8s.kustomize.v2.Directory(
                     name,
                     directory=TRAINING_OPERATOR_OVERLAY.format(version=config.version),
-                    opts=pulumi.ResourceOptions(parent=self, provider=provider),
+                    opts=kube.bound(pulumi.ResourceOptions(parent=self, provider=provider)),
                 )
             )
         self.installed = Installed(waits, {"version": config.version, "existing": config.existing})

@@ -15,9 +15,8 @@ from typing import ClassVar, Literal
 
 import pulumi
 import pulumi_aws as aws
-import pulumi_kubernetes as k8s
 
-from components import iam
+from components import iam, kube
 from components.config.model import CIDR_HELP, is_cidr
 from components.config.schema import rule
 from components.storage.ebs_csi import EbsCsi
@@ -270,14 +269,17 @@ class EksCluster(pulumi.ComponentResource):
         self.kubeconfig = pulumi.Output.all(self.cluster.endpoint, self.cluster.certificate_authority.data).apply(
             lambda args: kubeconfig(s.name, s.region, args[0], args[1])
         )
-        self.provider = k8s.Provider(
+        self.provider = kube.ClusterProvider(
             f"{name}-k8s",
             kubeconfig=self.kubeconfig,
-            # The cluster's identity, not its kubeconfig text: a new endpoint or CA must not replace
-            # the provider and, with it, every Kubernetes object.
             cluster_identifier=f"eks/{s.region}/{s.name}",
-            # Objects need an admin identity that may call the API, and nodes to run on.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*admins, vpc_cni, coredns, *self.node_groups]),
+            # Objects need an admin identity that may call the API, and nodes to run on. A replaced cluster
+            # (same name, so the same identifier) is a new, empty one: replace the provider and every object.
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[*admins, vpc_cni, coredns, *self.node_groups],
+                replace_with=[self.cluster],
+            ),
         )
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=self.provider)
         self.device_plugin = device_plugin(f"{name}-nvidia-device-plugin", s.node_groups, k8s_opts)

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pulumi
-import pulumi_kubernetes as k8s
 
+from components import kube
 from components.config.model import KUBE_VERSION, KUBE_VERSION_HELP
 from components.config.schema import Secret, rule
 
@@ -39,12 +39,8 @@ class ExistingCluster(pulumi.ComponentResource):
         s = self.settings = settings
         kubeconfig: Any = s.kubeconfig.output() if s.kubeconfig is not None else s.kubeconfig_path
         identifier = s.cluster_identifier or s.context or "existing"
-        self.provider = k8s.Provider(
-            f"{name}-k8s",
-            kubeconfig=kubeconfig,
-            context=s.context,
-            cluster_identifier=identifier,
-            opts=pulumi.ResourceOptions(parent=self),
+        self.provider = kube.ClusterProvider(
+            f"{name}-k8s", kubeconfig, identifier, pulumi.ResourceOptions(parent=self), context=s.context
         )
         self.kubernetes_version = s.kubernetes_version
         self.load_balancer_annotations: dict[str, str] = {}

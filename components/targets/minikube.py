@@ -8,8 +8,8 @@ from typing import ClassVar, Literal
 
 import pulumi
 import pulumi_command as command
-import pulumi_kubernetes as k8s
 
+from components import kube
 from components.config.model import DNS_LABEL, DNS_LABEL_HELP, KUBE_VERSION, KUBE_VERSION_HELP
 from components.config.schema import rule
 
@@ -76,13 +76,16 @@ class MinikubeCluster(pulumi.ComponentResource):
             logging=command.local.Logging.NONE,
             opts=pulumi.InvokeOutputOptions(parent=self, provider=local, depends_on=[start]),
         ).stdout
-        self.provider = k8s.Provider(
+        self.provider = kube.ClusterProvider(
             f"{name}-k8s",
             kubeconfig=pulumi.Output.secret(kubeconfig),
-            # The identity of the cluster, not its kubeconfig text: a refreshed kubeconfig (new port after
-            # a restart, rotated certificates) must not replace every object on the cluster.
             cluster_identifier=f"minikube/{s.profile}",
-            opts=pulumi.ResourceOptions(parent=self),
+            # A changed setting replaces the start (delete, then start): a new, empty cluster under the same
+            # profile. The provider, and with it every object, is replaced along, so they are created again
+            # rather than kept "in place" in the state.
+            opts=pulumi.ResourceOptions(parent=self, replace_with=[start]),
+            # `minikube delete` takes every object along: no API calls for them on destroy or replacement.
+            objects_deleted_with=start,
         )
         self.kubernetes_version = s.kubernetes_version
         self.load_balancer_annotations: dict[str, str] = {}
