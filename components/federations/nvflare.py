@@ -239,14 +239,9 @@ class NvflareFederation(pulumi.ComponentResource):
         admin_ns = s.admin_namespace(ns)
         self.admin_namespace = admin_ns
 
-        # The Python dynamic-provider plugin, named explicitly: default providers are disabled for every package.
-        dynamic_provider = pulumi.ProviderResource(
-            "pulumi-python", f"{name}-dynamic", {}, pulumi.ResourceOptions(parent=self)
-        )
+        # Provisioned locally by the Python dynamic provider (its default provider: it touches no cluster or cloud).
         kits = nvflare_kits.NvflareKits(
-            f"{name}-kits",
-            self._kit_inputs(ns, dns_names, site_ns),
-            pulumi.ResourceOptions(parent=self, provider=dynamic_provider),
+            f"{name}-kits", self._kit_inputs(ns, dns_names, site_ns), pulumi.ResourceOptions(parent=self)
         )
         # Private keys: secret whatever the engine does with additional_secret_outputs.
         startup: pulumi.Output[dict[str, Any]] = kits.startup_kits.apply(pulumi.Output.secret)

@@ -186,10 +186,10 @@ def test_kit_inputs_name_the_service_fqdn_and_external_hostnames() -> None:
     assert service["loadBalancerSourceRanges"] == ["203.0.113.0/24"]
 
 
-def test_kits_are_secret_and_made_by_the_explicit_dynamic_provider(default: Rendering) -> None:
+def test_kits_are_secret_and_made_by_the_default_dynamic_provider(default: Rendering) -> None:
     (kits,) = default.of_type(nvflare_kits.TYPE)
     assert kits["options"]["additionalSecretOutputs"] == ["certState", "startupKits"]
-    assert kits["provider"] == "pulumi:providers:pulumi-python::demo-dynamic"
+    assert kits["provider"] is None  # local provisioning: pulumi-python's default provider stays enabled
     secrets = [r for r in default.resources() if r["type"] == "kubernetes:core/v1:Secret"]
     assert secrets and all(r["inputs"]["stringData"] == "[secret]" for r in secrets)
 

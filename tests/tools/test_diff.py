@@ -56,6 +56,6 @@ def test_secure_values_become_visible_placeholders(tmp_path: Path) -> None:
     rendering = render_tool.render_config(replace(files, root=stack_files.ROOT))
     assert files.secret_keys == {"flstack:target"}
     assert "[secret flstack:target.existing.kubeconfig]" in files.config["flstack:target"]
-    assert files.config["pulumi:disable-default-providers"] == '["*"]'
+    assert files.config["pulumi:disable-default-providers"] == '["aws", "command", "gcp", "kubernetes"]'
     provider = rendering.of_type("pulumi:providers:kubernetes")[0]
     assert provider["inputs"]["kubeconfig"] == "[secret]"  # kept secret all the way into the provider
