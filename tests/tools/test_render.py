@@ -18,8 +18,8 @@ from tools import render as render_tool
 from tools import stack_files
 
 STACKS = stack_files.stack_names()
-# Packages whose resources compute locally (certificates, the NVFlare kits' dynamic provider): default providers.
-LOCAL_PACKAGES = {"tls", "pulumi-python"}
+# Packages whose resources compute locally (certificates, random values, the NVFlare kits' dynamic provider).
+LOCAL_PACKAGES = {"tls", "random", "pulumi-python"}
 
 
 def test_there_are_stacks() -> None:
