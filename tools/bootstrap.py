@@ -25,7 +25,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 import components.federations
 import components.targets  # noqa: F401
 from components.config import ConfigError, parse
-from tools import preflight, stack_files
+from components.targets.eks import EksSettings
+from tools import eks_checks, preflight, stack_files
 from tools.stack_files import StackNotFoundError
 
 DEFAULT_ALIAS = "alias/flstack-secrets"
@@ -221,26 +222,37 @@ def _instance_types(text: str | None) -> list[str]:
     return [t.strip() for t in (text or "").split(",") if t.strip()]
 
 
-def stack_targets(stack: str) -> tuple[str, list[str]]:
-    """(region, instance types of every node group) from an eks stack's file."""
+def stack_settings(stack: str) -> EksSettings:
+    """The eks target settings of a stack's file."""
     files = stack_files.load(stack)
     raw = {k.partition(":")[2]: json.loads(v) for k, v in files.config.items() if k.startswith("flstack:")}
     target = parse(raw, files.secret_keys).target
     if target.kind != "eks":
         raise BootstrapError(f"stack {stack} targets {target.kind!r}, not eks: nothing to check in AWS")
-    types = [t for group in target.settings.node_groups for t in group.instance_types]
-    return target.settings.region, types
+    settings: EksSettings = target.settings
+    return settings
 
 
 def _report(report: preflight.Report) -> int:
     for line in report.passed:
         print(f"ok: {line}")
+    for line in report.notes:
+        print(f"note: {line}")
     for line in report.problems:
         print(f"error: {line}", file=sys.stderr)
     return 0 if report.ok else 1
 
 
-def main_preflight(argv: list[str]) -> int:
+def session_clients(session: boto3.session.Session, region: str) -> eks_checks.Clients:
+    return lambda service: session.client(service, region_name=region)
+
+
+def main_preflight(
+    argv: list[str],
+    env: eks_checks.Environment | None = None,
+    clients: Callable[[boto3.session.Session, str], eks_checks.Clients] = session_clients,
+) -> int:
+    """Account checks; with --stack also the stack's own (version, admins, CLI, IP, quotas, zones)."""
     parser = argparse.ArgumentParser(prog="python -m tools.bootstrap preflight", description="Checks only.")
     parser.add_argument("--region", help="AWS region (default: the stack's)")
     parser.add_argument("--instance-types", help="comma-separated, e.g. m6i.large,g5.xlarge")
@@ -248,12 +260,22 @@ def main_preflight(argv: list[str]) -> int:
     parser.add_argument("--profile", help="AWS profile (default: the usual AWS_PROFILE / default chain)")
     args = parser.parse_args(argv)
     region, types = args.region, _instance_types(args.instance_types)
-    if args.stack:
-        stack_region, stack_types = stack_targets(args.stack)
-        region, types = region or stack_region, types or stack_types
+    settings = stack_settings(args.stack) if args.stack else None
+    if settings is not None:
+        region = region or settings.region
+        types = types or [t for group in settings.node_groups for t in group.instance_types]
     if not region:
         parser.error("give --region or --stack")
-    return _report(preflight.run(boto3.session.Session(profile_name=args.profile), region, types))
+    session = boto3.session.Session(profile_name=args.profile)
+    report = preflight.run(session, region, types)
+    if settings is not None and report.ok and report.caller:
+        found = eks_checks.run(
+            report.caller, clients(session, region), region, settings, env or eks_checks.Environment()
+        )
+        report.passed += found.passed
+        report.problems += found.problems
+        report.notes += found.notes
+    return _report(report)
 
 
 def main_bootstrap(argv: list[str]) -> int:
@@ -284,11 +306,12 @@ def main_bootstrap(argv: list[str]) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, **preflight_options: Any) -> int:
+    """`preflight_options` (env, clients) replace the machine and AWS clients in tests."""
     argv = sys.argv[1:] if argv is None else argv
     try:
         if argv[:1] == ["preflight"]:
-            return main_preflight(argv[1:])
+            return main_preflight(argv[1:], **preflight_options)
         return main_bootstrap(argv)
     except (BootstrapError, preflight.PreflightError, ConfigError, StackNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -56,6 +56,8 @@ def explain(err: Exception) -> str:
 class Report:
     passed: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what could not be decided: the reader checks by hand
+    caller: str | None = None  # the STS identity, once the credentials worked
 
     @property
     def ok(self) -> bool:
@@ -120,7 +122,8 @@ def run(session: boto3.session.Session, region: str, instance_types: list[str]) 
         report.problems.append(f"region {region!r} does not exist (e.g. eu-west-1, us-east-2)")
     try:
         # With an unknown region, still say whether the credentials work (through a region that exists).
-        report.passed.append(f"credentials: {caller_arn(session, region if region_ok else 'us-east-1')}")
+        report.caller = caller_arn(session, region if region_ok else "us-east-1")
+        report.passed.append(f"credentials: {report.caller}")
     except PreflightError as err:
         report.problems.append(str(err))
         return report

@@ -72,6 +72,9 @@ class EksSettings:
     # Who may reach the public API endpoint; or endpointPrivateOnly (then run Pulumi inside the VPC).
     public_access_cidrs: list[str] = rule(default_factory=list, valid=is_cidr, pattern_help=CIDR_HELP)
     endpoint_private_only: bool = False
+    # A private-only endpoint is reachable only from inside the VPC, which the first `up` creates: say that
+    # this `up` runs inside it (a bastion, CI runner or VPN there), after a first `up` with publicAccessCidrs.
+    runner_inside_vpc: bool = False
     log_types: list[LogType] = field(default_factory=lambda: ["api", "audit", "authenticator"])
     log_retention_days: int = 30
     # IMDSv2 response hop limit on nodes. 1 keeps pods (one hop further) away from the node role's
@@ -93,6 +96,13 @@ class EksSettings:
         for i, cidr in enumerate(self.public_access_cidrs or []):
             if cidr is not None:
                 yield from _check_cidr(f"publicAccessCidrs[{i}]", cidr, min_prefix=0, max_prefix=32)
+        if self.endpoint_private_only and not self.runner_inside_vpc:
+            yield (
+                "endpointPrivateOnly",
+                "the `up` that creates the VPC cannot reach a private-only endpoint: first `pulumi up` with "
+                "publicAccessCidrs, then from a machine inside the VPC (bastion, CI runner or VPN) set "
+                "endpointPrivateOnly: true and runnerInsideVpc: true",
+            )
         if self.endpoint_private_only and self.public_access_cidrs:
             yield "publicAccessCidrs", "not used with endpointPrivateOnly: true (the endpoint has no public side)"
         if not self.endpoint_private_only and self.public_access_cidrs == []:

@@ -107,7 +107,7 @@ def test_secrets_key_rotates_and_survives_the_stack(rows: list[dict[str, Any]]) 
 
 
 def test_private_only_endpoint_has_no_public_side() -> None:
-    rows = render({"target": eks(endpointPrivateOnly=True, publicAccessCidrs=[])}).resources()
+    rows = render({"target": eks(endpointPrivateOnly=True, runnerInsideVpc=True, publicAccessCidrs=[])}).resources()
     vpc_config = one(rows, "aws:eks/cluster:Cluster")["inputs"]["vpcConfig"]
     assert vpc_config["endpointPublicAccess"] is False and vpc_config["endpointPrivateAccess"] is True
     assert "publicAccessCidrs" not in vpc_config

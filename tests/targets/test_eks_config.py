@@ -26,7 +26,16 @@ BAD: list[tuple[dict[str, Any], str]] = [
         "flstack:target.eks.adminPrincipals[0]: expected an IAM role or user ARN",
     ),
     (eks(publicAccessCidrs=[]), "flstack:target.eks.publicAccessCidrs: required unless endpointPrivateOnly is true"),
-    (eks(endpointPrivateOnly=True), "flstack:target.eks.publicAccessCidrs: not used with endpointPrivateOnly: true"),
+    (
+        eks(endpointPrivateOnly=True, runnerInsideVpc=True),
+        "flstack:target.eks.publicAccessCidrs: not used with endpointPrivateOnly: true",
+    ),
+    # The runner cannot reach a private endpoint of a VPC that the same `up` creates.
+    (
+        eks(endpointPrivateOnly=True, publicAccessCidrs=[]),
+        "flstack:target.eks.endpointPrivateOnly: the `up` that creates the VPC cannot reach a private-only endpoint: "
+        "first `pulumi up` with publicAccessCidrs, then from a machine inside the VPC",
+    ),
     (eks(publicAccessCidrs=["everyone"]), "flstack:target.eks.publicAccessCidrs[0]: expected a CIDR such as"),
     (eks(logTypes=["api", "kubelet"]), "flstack:target.eks.logTypes[1]: expected one of 'api', 'audit'"),
     (eks(logRetentionDays=10), "flstack:target.eks.logRetentionDays: expected one of CloudWatch's values"),
