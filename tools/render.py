@@ -1,6 +1,6 @@
 """Offline render: the credential-free preview of a stack.
 
-    python -m tools.render STACK [--preview] [--out DIR] [--diff OLD_DIR]
+    python -m tools.render STACK [--preview] [--out DIR] [--diff OLD_DIR] [--connectivity]
 
 Runs the unchanged program under the Pulumi SDK's mock runtime with the stack's config and writes
 DIR/resources.json (every resource: type, name, parent, provider, options, inputs; secrets shown as
@@ -8,7 +8,8 @@ DIR/resources.json (every resource: type, name, parent, provider, options, input
 as the API server would receive it). With --diff it compares against an earlier render. By default the
 program runs as `pulumi up` would (every output known); --preview runs it as the first `pulumi preview`
 on an empty stack would (outputs of planned creates unknown, shown as [unknown]), which is where
-preview-only faults show.
+preview-only faults show. With --connectivity it prints which workloads the rendered NetworkPolicies let
+reach which (tools/netpol.py).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import pulumi
 import yaml
 
 from tools import diff as render_diff
-from tools import stack_files
+from tools import netpol, stack_files
 from tools.mock_runtime import Recording, contains_unknown, plain, release_loops, run_program
 
 
@@ -168,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run as the first `pulumi preview` on an empty stack: values only the engine would know are [unknown]",
     )
+    parser.add_argument("--connectivity", action="store_true", help="print the allowed flows between workloads")
     args = parser.parse_args(argv)
     out = args.out or stack_files.ROOT / "render" / (f"{args.stack}.preview" if args.preview else args.stack)
     try:
@@ -190,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
         old = render_diff.load(args.diff)
         print()
         print(render_diff.format_changes(render_diff.compare(old, rendering.resources())))
+    if args.connectivity:
+        print()
+        print(netpol.format_matrix(netpol.Cluster.from_manifests(rendering.manifests())))
     return 0
 
 
