@@ -38,9 +38,13 @@ class Pod:
     def command(self, args: list[str]) -> list[str]:
         return ["ip", "netns", "exec", self.name, *args]
 
-    def forward(self, listen_port: int, target_host: str, target_port: int) -> list[str]:
-        """A forwarder inside this pod: 127.0.0.1:listen_port -> target_host:target_port."""
-        return self.command([sys.executable, str(FORWARDER), str(listen_port), target_host, str(target_port)])
+    def forward(
+        self, listen_port: int, target_host: str, target_port: int, guard: list[str] | None = None
+    ) -> list[str]:
+        """A forwarder inside this pod: 127.0.0.1:listen_port -> target_host:target_port. `guard` (from
+        tests/e2e/policy.py Enforcement.guard) makes it admit only what the rendered NetworkPolicies allow."""
+        forwarder = [sys.executable, str(FORWARDER), str(listen_port), target_host, str(target_port)]
+        return self.command([*forwarder, *(guard or [])])
 
 
 @contextmanager

@@ -4,16 +4,21 @@ Render the default Flower stack (with real certificates made from the program's 
 take the SuperLink's and SuperNodes' args, env and mounted files from the manifests, and run the real
 `flower-superlink` and two `flower-supernode` processes, each in its own network namespace like a pod
 (so they keep their default ports and no host port is used). Only mount paths are mapped to temp dirs
-and the Service host to 127.0.0.1, forwarded to the SuperLink pod as kube-proxy would. Then `flwr run`
-the in-repo app with the stack's port-forward `config.toml` output and check every round heard from
-both partitions.
+and the Service host to 127.0.0.1, forwarded to the SuperLink pod as kube-proxy would, but only where the
+rendered NetworkPolicies allow it (tests/e2e/policy.py: DNS lookup, egress and ingress per connection).
+Then `flwr run` the in-repo app with the stack's port-forward `config.toml` output and check every round
+heard from both partitions. With one policy peer removed or one pod label changed, the forwarders refuse
+the SuperNodes and say which flow the policies drop.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
-from dataclasses import replace
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,6 +27,7 @@ import pytest
 
 from tests.e2e import netns
 from tests.e2e.pods import materialize
+from tests.e2e.policy import Enforcement, relabel, without_peer
 from tests.e2e.processes import Processes, base_env, framework_bin
 from tests.e2e.real_tls import mocks_with_real_tls
 from tools import render, stack_files
@@ -54,45 +60,85 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
-def test_real_federation_completes_rounds_with_both_partitions(tmp_path: Path, variant: str) -> None:
+@dataclass
+class Federation:
+    """What a started federation's tests need: its pods, processes, render outputs and policy enforcement."""
+
+    rendering: render.Rendering
+    settings: dict[str, Any]
+    pods: dict[str, netns.Pod]
+    procs: Processes
+    enforcement: Enforcement
+    bin_dir: Path
+    pods_dir: Path
+    outputs: dict[str, Any]
+    port: int
+    to_loopback: dict[str, str]
+
+
+def supernode_pods(rendering: render.Rendering, settings: dict[str, Any]) -> list[tuple[dict[str, Any], int]]:
+    """SuperNode i: pod i of the group's StatefulSet, or with node auth pod 0 of its own StatefulSet."""
+    if settings.get("nodeAuth"):
+        return [(rendering.find("StatefulSet", f"supernodes-default-{i}", "demo"), 0) for i in range(2)]
+    group = rendering.find("StatefulSet", "supernodes-default", "demo")
+    assert group["spec"]["replicas"] == 2
+    return [(group, 0), (group, 1)]
+
+
+def client_pods(rendering: render.Rendering, settings: dict[str, Any]) -> dict[str, str]:
+    """The pods that dial the SuperLink's Service: local network namespace -> the pod tools.netpol models."""
+    clients = {}
+    for i, (workload, pod_index) in enumerate(supernode_pods(rendering, settings)):
+        ordinal = workload["spec"].get("ordinals", {}).get("start", 0) + pod_index
+        clients[f"node{i}"] = f"{workload['metadata']['name']}-{ordinal}"
+    if settings.get("isolation") == "process":  # ServerApps run in their own pod
+        clients["serverapp"] = "superexec-serverapp-0"
+    if settings.get("nodeAuth"):  # the registration Job's pod
+        clients["register"] = "register-supernodes-0"
+    return clients
+
+
+@contextmanager
+def started(
+    tmp_path: Path, rendering: render.Rendering, settings: dict[str, Any], model: list[dict[str, Any]] | None = None
+) -> Iterator[Federation]:
+    """The SuperLink and both SuperNodes running, each client pod's Service address forwarded to the SuperLink
+    through the rendered NetworkPolicies (`model`: the manifests the policies are read from, default the render's)."""
     why_not = netns.available()
     if why_not:
         pytest.fail(f"cannot run the Flower federation here: {why_not}")
     bin_dir = framework_bin("flower")
-    settings = VARIANTS[variant]
-    rendering = stack_with(**settings) if settings else render.render(STACK, mocks_with_real_tls())
     outputs = rendering.outputs(reveal=True)["federations"]["demo"]
     service_host, _, port_text = outputs["superlinkAddress"].rpartition(":")
     port = int(port_text)
     to_loopback = {service_host: "127.0.0.1"}
     pods_dir = tmp_path / "pods"
     env = base_env(bin_dir)
-
-    superlink_deploy = rendering.find("Deployment", "superlink", "demo")
-    # SuperNode i: pod i of the group's StatefulSet, or with node auth pod 0 of its own StatefulSet.
-    if settings.get("nodeAuth"):
-        supernodes = [(rendering.find("StatefulSet", f"supernodes-default-{i}", "demo"), 0) for i in range(2)]
-    else:
-        group = rendering.find("StatefulSet", "supernodes-default", "demo")
-        assert group["spec"]["replicas"] == 2
-        supernodes = [(group, 0), (group, 1)]
-    # With process isolation, ServerApps run in their own pod, ClientApps in a sidecar of each SuperNode.
-    clients = [f"node{i}" for i in range(2)] + (["serverapp"] if settings.get("isolation") == "process" else [])
+    enforcement = Enforcement(rendering.manifests() if model is None else model, tmp_path / "netpol")
+    clients = client_pods(rendering, settings)
 
     procs = Processes(tmp_path)
     with netns.pods(["superlink", *clients]) as pods:
+        federation = Federation(
+            rendering, settings, pods, procs, enforcement, bin_dir, pods_dir, outputs, port, to_loopback
+        )
         try:
-            superlink = materialize(rendering, superlink_deploy, "superlink", pods_dir, host_map=to_loopback)
+            superlink = materialize(
+                rendering,
+                rendering.find("Deployment", "superlink", "demo"),
+                "superlink",
+                pods_dir,
+                host_map=to_loopback,
+            )
             command = pods["superlink"].command([str(bin_dir / "flower-superlink"), *superlink.args])
             procs.start("superlink", command, {**env, **superlink.env})
             ca_file = superlink.local("/etc/flwr/tls/ca.crt")
             procs.wait_for("SuperLink /health", partial(https_ok, pods["superlink"], bin_dir, port, ca_file), 60)
-            for index, name in enumerate(clients, start=1):  # kube-proxy: the Service address in every pod
-                procs.start(f"forward-{name}", pods[name].forward(port, netns.hub_address(index), port), env)
-
-            if settings.get("nodeAuth"):
-                register_supernodes(rendering, pods["superlink"], bin_dir, pods_dir, to_loopback)
+            for index, (name, model_pod) in enumerate(clients.items(), start=1):  # kube-proxy, guarded
+                guard = enforcement.guard(("demo", model_pod), service_host, port)
+                procs.start(f"forward-{name}", pods[name].forward(port, netns.hub_address(index), port, guard), env)
+            if settings.get("nodeAuth"):  # before the SuperNodes start: an unknown key is refused at once
+                register_supernodes(federation)
             if "serverapp" in clients:
                 deploy = rendering.find("Deployment", "superexec-serverapp", "demo")
                 (container,) = deploy["spec"]["template"]["spec"]["containers"]
@@ -100,7 +146,7 @@ def test_real_federation_completes_rounds_with_both_partitions(tmp_path: Path, v
                 command = pods["serverapp"].command([entrypoint(bin_dir, container), *app.args])
                 procs.start("superexec-serverapp", command, {**env, **app.env})
 
-            for index, (workload, pod_index) in enumerate(supernodes):
+            for index, (workload, pod_index) in enumerate(supernode_pods(rendering, settings)):
                 pod = pods[f"node{index}"]
                 for container in workload["spec"]["template"]["spec"]["containers"]:  # all share the pod's network
                     local = materialize(
@@ -108,23 +154,77 @@ def test_real_federation_completes_rounds_with_both_partitions(tmp_path: Path, v
                     )
                     command = pod.command([entrypoint(bin_dir, container), *local.args])
                     procs.start(f"{container['name']}-{index}", command, {**env, **local.env})
-            # The port the manifests point the kubelet's probes at answers gRPC health with SERVING.
-            probe = supernodes[0][0]["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
-            health_port = probe["grpc"]["port"]
-            for index in range(2):
-                pod = pods[f"node{index}"]
-                procs.wait_for(f"supernode-{index} gRPC health", partial(grpc_serving, bin_dir, pod, health_port), 60)
-            # `flwr` runs where `kubectl port-forward` would land: inside the SuperLink's pod.
-            result = run_app(pods["superlink"], bin_dir, tmp_path, outputs, procs)
+            yield federation
         finally:
             procs.stop_all()
 
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_real_federation_completes_rounds_with_both_partitions(tmp_path: Path, variant: str) -> None:
+    settings = VARIANTS[variant]
+    rendering = stack_with(**settings) if settings else render.render(STACK, mocks_with_real_tls())
+    with started(tmp_path, rendering, settings) as federation:
+        procs, pods = federation.procs, federation.pods
+        # The port the manifests point the kubelet's probes at answers gRPC health with SERVING.
+        probe = supernode_pods(rendering, settings)[0][0]["spec"]["template"]["spec"]["containers"][0]
+        health_port = probe["readinessProbe"]["grpc"]["port"]
+        for index in range(2):
+            pod = pods[f"node{index}"]
+            check = partial(grpc_serving, federation.bin_dir, pod, health_port)
+            procs.wait_for(f"supernode-{index} gRPC health", check, 60)
+        # `flwr` runs where `kubectl port-forward` would land: inside the SuperLink's pod.
+        result = run_app(pods["superlink"], federation.bin_dir, tmp_path, federation.outputs, procs)
+        refusals = federation.enforcement.refusals()
+
+    assert refusals == [], "\n".join(refusals)
+    assert len(federation.enforcement.admitted()) >= len(
+        client_pods(rendering, settings)
+    )  # every client pod went through it
     rounds = result["rounds"]
     assert len(rounds) == 2, result
     for round_ in rounds:
         assert round_["partition_ids"] == [0, 1], (round_, procs.logs())
         assert round_["errors"] == []
     assert abs(result["final_w"][0] - 2.0) < 0.2  # the model learned: real training happened
+
+
+def _supernode_peer_removed(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    policy = next(o for o in manifests if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "superlink-ingress")
+    peers = policy["spec"]["ingress"][0]["from"]
+    index = next(i for i, p in enumerate(peers) if "supernode" in json.dumps(p.get("podSelector")))
+    return without_peer(manifests, "demo", "superlink-ingress", index)
+
+
+def _supernode_label_changed(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    component = "app.kubernetes.io/component"
+    return relabel(manifests, "StatefulSet", "demo", "supernodes-default", component, "supernode-renamed")
+
+
+BREAKAGES = {
+    "supernode peer removed from superlink-ingress": _supernode_peer_removed,
+    "supernode pod label changed": _supernode_label_changed,
+}
+
+
+@pytest.mark.parametrize("breakage", list(BREAKAGES))
+def test_enforcement_refuses_supernodes_the_policies_would_drop(tmp_path: Path, breakage: str) -> None:
+    rendering = render.render(STACK, mocks_with_real_tls())
+    with started(tmp_path, rendering, {}, BREAKAGES[breakage](rendering.manifests())) as federation:
+        enforcement = federation.enforcement
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len({r.split(" ->")[0] for r in enforcement.refusals()}) < 2:
+            federation.procs.check_alive()
+            time.sleep(0.5)
+        refusals, admitted = enforcement.refusals(), enforcement.admitted()
+
+    assert admitted == [], admitted  # no SuperNode connection got through: the federation cannot form
+    for node in ("supernodes-default-0", "supernodes-default-1"):
+        refused = [r for r in refusals if r.startswith(f"REFUSED demo/{node} -> ")]
+        assert refused, f"no refusal recorded for {node}: {refusals}"
+        # The test names the flow that was dropped and the policies that isolate its destination.
+        dropped = f"demo/{node} -> demo/superlink-0 TCP/8000 DROPPED: no ingress rule of "
+        assert dropped + "demo/default-deny-ingress, demo/superlink-ingress (isolating demo/superlink-0)" in refused[0]
+        assert "UDP/53 allowed" in refused[0]  # the DNS lookup itself was fine
 
 
 def https_ok(pod: netns.Pod, bin_dir: Path, port: int, ca_file: Path) -> bool:
@@ -140,13 +240,12 @@ def https_ok(pod: netns.Pod, bin_dir: Path, port: int, ca_file: Path) -> bool:
     return out.returncode == 0
 
 
-def register_supernodes(
-    rendering: render.Rendering, pod: netns.Pod, bin_dir: Path, pods_dir: Path, to_loopback: dict[str, str]
-) -> None:
-    """Runs the rendered registration Job's container (its python3 is the Flower venv's)."""
+def register_supernodes(federation: Federation) -> None:
+    """Runs the rendered registration Job's container in its own pod (its python3 is the Flower venv's)."""
+    rendering, bin_dir, pod = federation.rendering, federation.bin_dir, federation.pods["register"]
     job = rendering.find("Job", "register-supernodes", "demo")
     spec = {"kind": "Job", "metadata": job["metadata"], "spec": job["spec"]}
-    register = materialize(rendering, spec, "register", pods_dir, host_map=to_loopback)
+    register = materialize(rendering, spec, "register", federation.pods_dir, host_map=federation.to_loopback)
     assert register.args[0] == "python3"
     for attempt in ("first", "retry"):  # a retried Job must succeed too
         out = subprocess.run(
