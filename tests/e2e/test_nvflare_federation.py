@@ -5,8 +5,10 @@ Secret and ConfigMap contents the pods mount; the server, site and admin-console
 and working directories of the rendered Deployments and the stack output; NVFlare 2.9.0 itself, run
 from `.venv-nvflare` (requirements-e2e-nvflare.txt).
 Mapped, and only this: paths (mount path P -> <pod dir>/P, also inside mounted files), `python3` -> the
-venv's interpreter, and the network (tests/e2e/loopback: the server's Service FQDN resolves to
-127.0.0.1, wildcard binds go to loopback).
+venv's interpreter, and the network (tests/e2e/loopback: wildcard binds go to 127.0.0.1, and in each client pod
+the server's Service FQDN resolves to a loopback address of that pod's own, where a forwarder admits only the
+connections the rendered NetworkPolicies allow: tests/e2e/policy.py). With site-2's namespace label changed,
+site-2 is refused, the federation forms without it, and the test names the dropped flow.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ import shlex
 import socket
 import subprocess
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +29,9 @@ import pytest
 from pulumi.runtime import mocks
 
 from components.federations import nvflare_kits
+from components.federations.nvflare import SITES_OF_LABEL
 from tests.e2e.local_pods import LocalPod, Processes, materialize
+from tests.e2e.policy import Enforcement, relabel
 from tools import render as render_tool
 from tools import stack_files
 from tools.mock_runtime import OfflineMocks, plain
@@ -44,7 +51,22 @@ def provision_for_real(args: mocks.MockResourceArgs) -> dict[str, Any]:
     return nvflare_kits.KitProvider().create(plain(args.inputs, reveal=True)).outs or {}
 
 
-def test_the_rendered_server_and_sites_register_with_the_admin_console(tmp_path: Path) -> None:
+@dataclass
+class Federation:
+    outputs: dict[str, Any]
+    pods: dict[str, LocalPod]
+    processes: Processes
+    enforcement: Enforcement
+    python: Path
+    sites: list[str]
+
+
+@contextmanager
+def started(
+    tmp_path: Path, change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None
+) -> Iterator[Federation]:
+    """The rendered server and sites running; every client pod (sites, admin) reaches the server's Service through
+    a forwarder that admits only what the rendered NetworkPolicies allow (`change`: a changed copy of them)."""
     python = VENV / "bin" / "python"
     if not python.exists():
         pytest.fail(
@@ -68,24 +90,69 @@ def test_the_rendered_server_and_sites_register_with_the_admin_console(tmp_path:
     }
     sites = sorted(outputs["sites"])
     assert sites == ["site-1", "site-2"] and set(pods) == {"nvflare-server", "nvflare-admin", *sites}
-    kits_before = {name: _kit_files(pod) for name, pod in pods.items()}
+    enforcement = Enforcement(change(manifests) if change else manifests, tmp_path / "netpol")
     (tmp_path / "logs").mkdir()
     processes = Processes(tmp_path / "logs")
     try:
+        for deployment in deployments:  # kube-proxy for each client pod: the server's name leads to its guard
+            name = deployment["metadata"]["name"]
+            if name != "nvflare-server":
+                source = (deployment["metadata"]["namespace"], f"{name}-0")
+                address = enforcement.loopback_route(source, server_host, int(port), upstream_port=int(port))
+                pods[name].env["FLSTACK_E2E_HOSTS"] = f"{server_host}={address}"
         processes.start(pods["nvflare-server"])
         _wait_for_listener(int(port), processes)
         for site in sites:
             processes.start(pods[site])
+        yield Federation(outputs, pods, processes, enforcement, python, sites)
+    finally:
+        processes.stop_all()
+        enforcement.close()
+
+
+def test_the_rendered_server_and_sites_register_with_the_admin_console(tmp_path: Path) -> None:
+    with started(tmp_path) as federation:
+        outputs, pods, processes, python, sites = (
+            federation.outputs,
+            federation.pods,
+            federation.processes,
+            federation.python,
+            federation.sites,
+        )
+        kits_before = {name: _kit_files(pod) for name, pod in pods.items()}
         _wait_for_sites(outputs, pods["nvflare-admin"], python, sites, processes)
         status = _run_in_pod(outputs["systemStatus"], pods["nvflare-admin"], python)
         assert status.returncode == 0 and all(site in status.stdout for site in sites), status.stdout + status.stderr
-    finally:
-        processes.stop_all()
     assert all(process.poll() is not None for _, process, _ in processes.running)
+    assert federation.enforcement.refusals() == []
+    went_through = {entry.split(" ->")[0] for entry in federation.enforcement.admitted()}
+    assert went_through == {
+        "admitted demo-site-1/site-1-0",
+        "admitted demo-site-2/site-2-0",
+        "admitted demo-admin/nvflare-admin-0",
+    }
     # startup/ and local/ are read-only mounts in the pods: nothing may have been written into them.
     assert {name: _kit_files(pod) for name, pod in pods.items()} == kits_before
     workspace = pods["nvflare-server"].path("/var/tmp/nvflare/workspace")
     assert (workspace / "jobs-storage").is_dir(), "the server's job store belongs on its persistent workspace"
+
+
+def _site_2_namespace_relabelled(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """site-2's namespace no longer says whose sites it holds: the server's policy must stop admitting it."""
+    return relabel(manifests, "Namespace", None, "demo-site-2", SITES_OF_LABEL, "another-federation")
+
+
+def test_enforcement_keeps_a_site_out_when_its_namespace_label_changes(tmp_path: Path) -> None:
+    with started(tmp_path, _site_2_namespace_relabelled) as federation:
+        console = _wait_for_sites(
+            federation.outputs, federation.pods["nvflare-admin"], federation.python, ["site-1"], federation.processes
+        )
+        refusals = federation.enforcement.refusals()
+    assert not re.search(r"\|\s*site-2\s*\|", console), console  # the federation formed without site-2
+    assert refusals, "site-2 never dialled the server"
+    assert all(r.startswith("REFUSED demo-site-2/site-2-0 -> ") for r in refusals), refusals
+    dropped = "demo-site-2/site-2-0 -> demo/nvflare-server-0 TCP/8002 DROPPED: no ingress rule of "
+    assert dropped + "demo/default-deny-ingress, demo/nvflare-server-ingress" in refusals[0], refusals[0]
 
 
 def _require_free(port: int) -> None:
