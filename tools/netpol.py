@@ -400,7 +400,7 @@ def _workload_pods(workload: dict[str, Any]) -> Iterator[Pod]:
 # --- the connectivity matrix: who may reach whom, per workload
 
 OUTSIDE = "192.0.2.10"  # TEST-NET-1: an address no stack lists, standing in for "anywhere outside"
-OUTSIDE_PORT = ContainerPort(443, "TCP")  # what the outside is probed on (egress to it)
+OUTSIDE_PORT = ContainerPort(443, "TCP")  # what the outside is probed on (egress to it), with every egress rule's port
 
 
 @dataclass(frozen=True)
@@ -422,13 +422,24 @@ def parties(cluster: Cluster) -> list[Party]:
         Party(f"{ns}/{workload}", tuple(pods), _listening(cluster, pods), ns)
         for (ns, workload), pods in sorted(by_workload.items())
     ]
-    rows.append(Party(f"outside {OUTSIDE}", (OUTSIDE,), (OUTSIDE_PORT,)))
+    outside_ports = _egress_ports(cluster)
+    rows.append(Party(f"outside {OUTSIDE}", (OUTSIDE,), outside_ports))
     for cidr in sorted(listed_cidrs(cluster)):
-        address = str(
-            next(ipaddress.ip_network(cidr, strict=False).hosts(), ipaddress.ip_network(cidr).network_address)
-        )
-        rows.append(Party(f"cidr {cidr}", (address,), (OUTSIDE_PORT,)))
+        network = ipaddress.ip_network(cidr, strict=False)
+        address = str(next(network.hosts(), network.network_address))
+        rows.append(Party(f"cidr {cidr}", (address,), outside_ports))
     return rows
+
+
+def _egress_ports(cluster: Cluster) -> tuple[ContainerPort, ...]:
+    """HTTPS, plus every numbered port an egress rule names (the start of a range): where egress could leak."""
+    ports = {OUTSIDE_PORT}
+    for policy in cluster.policies:
+        for rule in policy.spec.get("egress") or []:
+            for entry in rule.get("ports") or []:
+                if isinstance(entry.get("port"), int):
+                    ports.add(ContainerPort(entry["port"], entry.get("protocol", "TCP")))
+    return tuple(sorted(ports, key=lambda p: (p.port, p.protocol)))
 
 
 def _listening(cluster: Cluster, pods: list[Pod]) -> tuple[ContainerPort, ...]:

@@ -1,0 +1,231 @@
+"""Isolation of every shipped stack, read from its rendered NetworkPolicies by tools/netpol.py.
+
+- Each federation's own clients reach its coordinator's Service (DNS lookup included).
+- No flow enters a federation from another federation's namespaces (shipped stacks hold one federation
+  each, so a stack with a Flower and an NVFlare federation side by side is checked too).
+- Where a namespace has default-deny egress, its pods reach only cluster DNS (53), their own federation's
+  pods, and the CIDRs the stack config lists for that federation. Namespaces without default-deny egress
+  are not checked by that test (it says which ones it checked).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from typing import Any
+
+import pytest
+
+from components import kube
+from tests.helpers import MINIKUBE, render, render_stack
+from tools import netpol, stack_files
+from tools import render as render_tool
+
+PART_OF = "app.kubernetes.io/part-of"
+COMPONENT = "app.kubernetes.io/component"
+# Per framework: the stack output holding the coordinator's address, and the components that dial it.
+CLIENTS = {
+    "flower": ("superlinkAddress", {"supernode", "superexec"}),
+    "nvflare": ("serverAddress", {"site", "admin"}),
+}
+
+
+def _federations(config: dict[str, str]) -> list[dict[str, Any]]:
+    return list(json.loads(config.get("flstack:federations", "[]")))
+
+
+SHIPPED = [s for s in stack_files.stack_names() if _federations(stack_files.load(s).config)]
+SIDE_BY_SIDE = "flower+nvflare side by side"
+
+
+def _side_by_side() -> tuple[render_tool.Rendering, list[dict[str, Any]]]:
+    federations = [
+        {"name": "demo", "framework": "flower", "flower": {"supernodes": 2, "allowedCidrs": ["198.51.100.0/24"]}},
+        {"name": "flare", "framework": "nvflare", "nvflare": {"sites": ["site-1", "site-2"]}},
+    ]
+    return render({"target": MINIKUBE, "federations": federations}), federations
+
+
+def _stack(stack: str) -> tuple[netpol.Cluster, dict[str, Any], list[dict[str, Any]]]:
+    if stack == SIDE_BY_SIDE:
+        rendering, federations = _side_by_side()
+    else:
+        rendering, federations = render_stack(stack), _federations(stack_files.load(stack).config)
+    cluster = netpol.Cluster.from_manifests(rendering.manifests())
+    return cluster, rendering.outputs(reveal=True).get("federations", {}), federations
+
+
+def _federation_of(cluster: netpol.Cluster) -> dict[str, str]:
+    """namespace -> the federation whose pods run there (kube-system and empty namespaces: none)."""
+    owners: dict[str, set[str]] = {}
+    for pod in cluster.pods:
+        if PART_OF in pod.labels:
+            owners.setdefault(pod.namespace, set()).add(pod.labels[PART_OF])
+    assert all(len(o) == 1 for o in owners.values()), f"a namespace shared by federations: {owners}"
+    return {ns: next(iter(o)) for ns, o in owners.items()}
+
+
+def _listed_cidrs(federation: dict[str, Any]) -> list[str]:
+    """Every CIDR the stack config lists for one federation (allowedCidrs, sourceRanges, ...Cidrs)."""
+    found: list[str] = []
+
+    def walk(value: Any, key: str = "") -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, k)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v, key)
+        elif isinstance(value, str) and re.search(r"cidr|sourceranges", key, re.IGNORECASE):
+            found.append(value)
+
+    walk(federation.get(federation["framework"], {}))
+    return found
+
+
+@pytest.mark.parametrize("stack", [*SHIPPED, SIDE_BY_SIDE])
+def test_each_federations_clients_reach_its_coordinator_by_service_name(stack: str) -> None:
+    cluster, outputs, federations = _stack(stack)
+    checked = 0
+    for federation in federations:
+        output_key, components = CLIENTS[federation["framework"]]
+        host, _, port = outputs[federation["name"]][output_key].rpartition(":")
+        clients = [
+            p
+            for p in cluster.pods
+            if p.labels.get(PART_OF) == federation["name"] and p.labels.get(COMPONENT) in components
+        ]
+        assert clients, f"{federation['name']}: no client pods of {components}"
+        for pod in clients:
+            connection = cluster.connect(pod, host, int(port))
+            assert connection.allowed, connection.explain()
+            checked += 1
+    assert checked >= 2
+
+
+def cross_federation_flows(cluster: netpol.Cluster) -> list[str]:
+    """Every flow from a namespace of one federation into a namespace of another, with its ports."""
+    owner = _federation_of(cluster)
+    everyone = netpol.parties(cluster)
+    leaks = []
+    for source in everyone:
+        for destination in everyone:
+            ours, theirs = owner.get(source.namespace or ""), owner.get(destination.namespace or "")
+            if ours and theirs and ours != theirs:
+                ports = [
+                    f"{p.protocol}/{p.port}"
+                    for p in destination.ports
+                    if any(
+                        cluster.allowed(s, d, p.port, p.protocol)
+                        for s in source.endpoints
+                        for d in destination.endpoints
+                    )
+                ]
+                if ports:
+                    leaks.append(f"{source.label} -> {destination.label}: {ports}")
+    return leaks
+
+
+@pytest.mark.parametrize("stack", [*SHIPPED, SIDE_BY_SIDE])
+def test_no_flow_enters_a_federation_from_another_federations_namespace(stack: str) -> None:
+    cluster, _, _ = _stack(stack)
+    assert cross_federation_flows(cluster) == []
+    if stack == SIDE_BY_SIDE:
+        assert len(set(_federation_of(cluster).values())) == 2  # the check compared two federations
+
+
+def test_the_cross_federation_check_sees_a_namespace_left_open() -> None:
+    rendering, _ = _side_by_side()
+    manifests = [
+        o
+        for o in rendering.manifests()
+        if (o["kind"], o["metadata"]["name"], o["metadata"].get("namespace"))
+        != ("NetworkPolicy", "default-deny-ingress", "demo")
+    ]
+    leaks = cross_federation_flows(netpol.Cluster.from_manifests(manifests))
+    # Without demo's default deny, the SuperNodes' health port is open to the NVFlare federation's pods.
+    assert "flare-site-1/Deployment/site-1 -> demo/StatefulSet/supernodes-default: ['TCP/8081']" in leaks, leaks
+
+
+def egress_leaks(cluster: netpol.Cluster, federations: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """(namespaces with default-deny egress that were checked, what their pods may reach beyond DNS, their own
+    federation and its listed CIDRs)."""
+    owner = _federation_of(cluster)
+    listed = {f["name"]: [ipaddress.ip_network(c, strict=False) for c in _listed_cidrs(f)] for f in federations}
+    denied = sorted(
+        {
+            p.namespace
+            for p in cluster.policies
+            if "Egress" in p.types and p.spec.get("podSelector") == {} and not p.spec.get("egress")
+        }
+    )
+    dns = set(cluster.cluster_dns())
+    leaks = []
+    for (source_label, destination_label), ports in netpol.connectivity(cluster).items():
+        source = next(p for p in netpol.parties(cluster) if p.label == source_label)
+        if source.namespace not in denied:
+            continue
+        destination = next(p for p in netpol.parties(cluster) if p.label == destination_label)
+        federation = owner.get(source.namespace, "")
+        if set(destination.endpoints) <= dns:
+            if set(ports) <= {"UDP/53", "TCP/53"}:
+                continue
+        elif destination.namespace is not None:
+            if owner.get(destination.namespace) == federation:
+                continue
+        elif all(
+            any(ipaddress.ip_address(ip) in net for net in listed.get(federation, []))
+            for ip in destination.endpoints
+            if isinstance(ip, str)
+        ):
+            continue
+        leaks.append(f"{source_label} -> {destination_label}: {ports}")
+    return denied, leaks
+
+
+@pytest.mark.parametrize("stack", [*SHIPPED, SIDE_BY_SIDE])
+def test_default_deny_egress_leaves_only_dns_own_peers_and_listed_cidrs(stack: str) -> None:
+    cluster, _, federations = _stack(stack)
+    checked, leaks = egress_leaks(cluster, federations)
+    assert leaks == [], f"checked namespaces {checked}"
+
+
+def test_the_egress_check_sees_a_leak_and_passes_the_allowed() -> None:
+    """The check above on the Flower stack with default-deny egress added by hand (kube.deny_all/allow_dns), a
+    rule to the SuperLink, then one egress rule too many: so it is not vacuous where no stack has egress rules."""
+    rendering = render_stack("local-flower")
+    federations = _federations(stack_files.load("local-flower").config)
+    superlink = {"podSelector": {"matchLabels": {COMPONENT: "superlink"}}}
+    to_superlink = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "to-superlink", "namespace": "demo"},
+        "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"to": [superlink]}]},
+    }
+    hardened = [*rendering.manifests(), kube.deny_all("demo"), kube.allow_dns("demo"), to_superlink]
+    checked, leaks = egress_leaks(netpol.Cluster.from_manifests(hardened), federations)
+    assert checked == ["demo"] and leaks == []
+
+    anywhere = json.loads(json.dumps(to_superlink))
+    anywhere["metadata"]["name"] = "to-anywhere"
+    anywhere["spec"]["egress"] = [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"port": 8443}]}]
+    _, leaks = egress_leaks(netpol.Cluster.from_manifests([*hardened, anywhere]), federations)
+    assert leaks and all("outside 192.0.2.10: ['TCP/8443']" in leak for leak in leaks), leaks
+
+
+def test_connectivity_cli_prints_the_matrix(capsys: pytest.CaptureFixture[str], tmp_path: Any) -> None:
+    assert render_tool.main(["local-nvflare", "--out", str(tmp_path / "r"), "--connectivity"]) == 0
+    out = capsys.readouterr().out
+    matrix = out[out.index("from \\ to") :].splitlines()
+    cells = [re.split(r"\s{2,}", line) for line in matrix[1:]]
+    rows = {cell[0].split(" ", 1)[1]: cell[1:] for cell in cells}
+    server = next(i for i, label in enumerate(rows) if label == "demo/Deployment/nvflare-server")
+    for client in (
+        "demo-site-1/Deployment/site-1",
+        "demo-site-2/Deployment/site-2",
+        "demo-admin/Deployment/nvflare-admin",
+    ):
+        assert rows[client][server] == "TCP/8002", matrix
+    assert rows["demo-site-1/Deployment/site-1"][list(rows).index("demo-site-2/Deployment/site-2")] in {"-", "."}
+    assert rows["outside 192.0.2.10"][server] == "-"
