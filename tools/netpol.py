@@ -37,6 +37,7 @@ POD_CIDR = ipaddress.ip_network("10.244.0.0/16")
 DNS_NAMESPACE, DNS_SERVICE, DNS_LABELS = "kube-system", "kube-dns", {"k8s-app": "kube-dns"}
 CLUSTER_DOMAIN = "svc.cluster.local"
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "DaemonSet", "ReplicaSet")
+JOBSET_LABEL = "jobset.sigs.k8s.io/jobset-name"
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class Policy:
     namespace: str
     name: str
     spec: dict[str, Any] = field(hash=False, compare=False)
+    labels: dict[str, str] = field(default_factory=dict, hash=False, compare=False)  # its own, not its pods'
 
     @property
     def types(self) -> set[str]:
@@ -131,6 +133,7 @@ class Service:
     name: str
     selector: dict[str, str] | None
     ports: list[dict[str, Any]]
+    headless: bool = False  # pods are reachable as `<pod>.<service>` on any port
 
     def dns_names(self) -> list[str]:
         n, ns = self.name, self.namespace
@@ -183,6 +186,11 @@ class Cluster:
     def from_manifests(cls, manifests: Iterable[dict[str, Any]], cluster_dns: bool = True) -> Cluster:
         manifests = list(manifests)
         namespaces: dict[str, dict[str, str]] = {}
+        runtimes = {
+            (o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o
+            for o in manifests
+            if o["kind"] in ("ClusterTrainingRuntime", "TrainingRuntime")
+        }
         pods: list[Pod] = []
         services: list[Service] = []
         policies: list[Policy] = []
@@ -193,11 +201,17 @@ class Cluster:
                 namespaces[meta["name"]] = {**(meta.get("labels") or {}), NAMESPACE_NAME_LABEL: meta["name"]}
             elif kind in WORKLOAD_KINDS:
                 pods += _workload_pods(obj)
+            elif kind == "TrainJob":
+                train_pods = list(_train_job_pods(obj, runtimes))
+                pods += train_pods
+                # JobSet's headless Service, named after it: pods are `<hostname>.<jobset>` to each other.
+                selector = {JOBSET_LABEL: meta["name"]}
+                services.append(Service(meta["namespace"], meta["name"], selector, [], headless=True))
             elif kind == "Service":
                 spec = obj.get("spec") or {}
                 services.append(Service(meta["namespace"], meta["name"], spec.get("selector"), spec.get("ports", [])))
             elif kind == "NetworkPolicy":
-                policies.append(Policy(meta["namespace"], meta["name"], obj["spec"]))
+                policies.append(Policy(meta["namespace"], meta["name"], obj["spec"], meta.get("labels") or {}))
         for ns in {p.namespace for p in pods} | {s.namespace for s in services} | {p.namespace for p in policies}:
             namespaces.setdefault(ns, {NAMESPACE_NAME_LABEL: ns})  # `default` and others the render assumes
         if cluster_dns and not any(matches({"matchLabels": DNS_LABELS}, p.labels) for p in pods):
@@ -270,13 +284,23 @@ class Cluster:
             return Connection([self.flow(source, destination, port, protocol)])
         from_ns = source.namespace if isinstance(source, Pod) else ""
         service = self.service(host, from_ns)
+        hostname, _, rest = host.partition(".")
+        subdomain = self.service(rest, from_ns) if service is None and rest else None
+        if subdomain is not None and subdomain.headless:  # `<pod>.<headless service>`: that one pod
+            pod = next((p for p in self.endpoints(subdomain) if p.name == hostname), None)
+            if pod is None:
+                return Connection([], f"{host}: no pod {hostname} behind headless Service {subdomain.name}")
+            lookup = self._dns_lookup(source)
+            if not isinstance(lookup, Flow) or not lookup.verdict.allowed:
+                return lookup if isinstance(lookup, Connection) else Connection([lookup])
+            return Connection([lookup, self.flow(source, pod, port, protocol)])
         if service is None:
             return Connection([], f"{host} is no Service of the render (no DNS answer)")
-        dns = self.cluster_dns()
-        if not dns:
-            return Connection([], "the model has no cluster DNS")
-        flows = [self.flow(source, dns[0], 53, "UDP")]
-        if not flows[0].verdict.allowed:
+        lookup = self._dns_lookup(source)
+        if isinstance(lookup, Connection):
+            return lookup
+        flows = [lookup]
+        if not lookup.verdict.allowed:
             return Connection(flows)  # no address, no connection
         service_port = next(
             (p for p in service.ports if p["port"] == port and p.get("protocol", "TCP") == protocol), None
@@ -292,6 +316,12 @@ class Cluster:
                 return Connection(flows, f"{pod} has no port {service_port.get('targetPort')!r} for the Service")
             flows.append(self.flow(source, pod, target, protocol))
         return Connection(flows)
+
+    def _dns_lookup(self, source: Endpoint) -> Flow | Connection:
+        dns = self.cluster_dns()
+        if not dns:
+            return Connection([], "the model has no cluster DNS")
+        return self.flow(source, dns[0], 53, "UDP")
 
     def _ingress(self, source: Endpoint, destination: Pod, port: int, protocol: str) -> Verdict:
         policies = [p for p in self.policies if "Ingress" in p.types and p.selects(destination)]
@@ -443,8 +473,9 @@ def _egress_ports(cluster: Cluster) -> tuple[ContainerPort, ...]:
 
 
 def _listening(cluster: Cluster, pods: list[Pod]) -> tuple[ContainerPort, ...]:
-    """The ports a workload's pods declare, plus the numbered target ports of the Services that select them
-    (probes and Services may reach ports a container never declares)."""
+    """The ports a workload's pods declare, plus the numbered target ports of the Services that select them and
+    the numbered ports (range starts) the policies selecting them open: probes, Services and peers may reach
+    ports a container never declares."""
     ports = set(pods[0].ports)
     for service in cluster.services:
         if pods[0] in cluster.endpoints(service):
@@ -452,6 +483,12 @@ def _listening(cluster: Cluster, pods: list[Pod]) -> tuple[ContainerPort, ...]:
                 target = p.get("targetPort", p["port"])
                 if isinstance(target, int):
                     ports.add(ContainerPort(target, p.get("protocol", "TCP")))
+    for policy in cluster.policies:  # ports a policy opens to these pods (Trainer's nodes declare none)
+        if "Ingress" in policy.types and policy.selects(pods[0]):
+            for rule in policy.spec.get("ingress") or []:
+                for entry in rule.get("ports") or []:
+                    if isinstance(entry.get("port"), int):
+                        ports.add(ContainerPort(entry["port"], entry.get("protocol", "TCP")))
     unnamed = {(p.port, p.protocol) for p in ports if p.name}
     ports = {p for p in ports if p.name or (p.port, p.protocol) not in unnamed}
     return tuple(sorted(ports, key=lambda p: (p.port, p.protocol)))
@@ -513,3 +550,35 @@ def format_matrix(cluster: Cluster) -> str:
     widths = [max(len(r[c]) for r in rows) for c in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines)
+
+
+def _train_job_pods(train_job: dict[str, Any], runtimes: dict[tuple[str, str | None, str], Any]) -> Iterator[Pod]:
+    """The pods Kubeflow Trainer's JobSet makes for a TrainJob: one Job per replicated job of its runtime, the
+    `node` job with numNodes pods; each pod labelled as JobSet and the Job controller label them."""
+    meta, spec = train_job["metadata"], train_job["spec"]
+    ref = spec["runtimeRef"]
+    namespace = None if ref.get("kind", "ClusterTrainingRuntime") == "ClusterTrainingRuntime" else meta["namespace"]
+    runtime = runtimes.get((ref.get("kind", "ClusterTrainingRuntime"), namespace, ref["name"]))
+    if runtime is None:
+        return  # a runtime from outside the render: its pods are not known here
+    nodes = (spec.get("trainer") or {}).get("numNodes") or runtime["spec"].get("mlPolicy", {}).get("numNodes", 1)
+    for replicated in runtime["spec"]["template"]["spec"]["replicatedJobs"]:
+        job_spec = replicated["template"]["spec"]
+        pod_template = job_spec["template"]
+        count = nodes if replicated["name"] == "node" else job_spec.get("parallelism", 1)
+        ports = tuple(
+            ContainerPort(p["containerPort"], p.get("protocol", "TCP"), p.get("name"))
+            for c in pod_template["spec"].get("containers", [])
+            for p in c.get("ports") or []
+        )
+        job = f"{meta['name']}-{replicated['name']}-0"
+        for index in range(count):
+            labels = {
+                **((pod_template.get("metadata") or {}).get("labels") or {}),
+                JOBSET_LABEL: meta["name"],
+                "jobset.sigs.k8s.io/replicatedjob-name": replicated["name"],
+                "jobset.sigs.k8s.io/job-index": "0",
+                "batch.kubernetes.io/job-name": job,
+                "batch.kubernetes.io/job-completion-index": str(index),
+            }
+            yield Pod(meta["namespace"], f"{job}-{index}", f"TrainJob/{meta['name']}", labels, "", ports)

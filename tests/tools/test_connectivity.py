@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -24,11 +25,17 @@ from tools import render as render_tool
 
 PART_OF = "app.kubernetes.io/part-of"
 COMPONENT = "app.kubernetes.io/component"
-# Per framework: the stack output holding the coordinator's address, and the components that dial it.
-CLIENTS = {
-    "flower": ("superlinkAddress", {"supernode", "superexec"}),
-    "nvflare": ("serverAddress", {"site", "admin"}),
+JOBSET = "jobset.sigs.k8s.io/jobset-name"
+# Per framework: the stack output holding the coordinator's address, and which of the federation's pods dial it.
+CLIENTS: dict[str, tuple[str, Callable[[netpol.Pod, str], bool]]] = {
+    "flower": ("superlinkAddress", lambda pod, name: _component(pod, name) in {"supernode", "superexec"}),
+    "nvflare": ("serverAddress", lambda pod, name: _component(pod, name) in {"site", "admin"}),
+    "kubeflow": ("masterAddress", lambda pod, name: pod.labels.get(JOBSET) == name),  # every node, node 0 too
 }
+
+
+def _component(pod: netpol.Pod, federation: str) -> str | None:
+    return pod.labels.get(COMPONENT) if pod.labels.get(PART_OF) == federation else None
 
 
 def _federations(config: dict[str, str]) -> list[dict[str, Any]]:
@@ -57,11 +64,14 @@ def _stack(stack: str) -> tuple[netpol.Cluster, dict[str, Any], list[dict[str, A
 
 
 def _federation_of(cluster: netpol.Cluster) -> dict[str, str]:
-    """namespace -> the federation whose pods run there (kube-system and empty namespaces: none)."""
+    """namespace -> the federation whose pods (or, for pods made by an operator, policies) are there."""
     owners: dict[str, set[str]] = {}
-    for pod in cluster.pods:
-        if PART_OF in pod.labels:
-            owners.setdefault(pod.namespace, set()).add(pod.labels[PART_OF])
+    for labels, ns in [
+        *((p.labels, p.namespace) for p in cluster.pods),
+        *((p.labels, p.namespace) for p in cluster.policies),
+    ]:
+        if PART_OF in labels:
+            owners.setdefault(ns, set()).add(labels[PART_OF])
     assert all(len(o) == 1 for o in owners.values()), f"a namespace shared by federations: {owners}"
     return {ns: next(iter(o)) for ns, o in owners.items()}
 
@@ -89,14 +99,10 @@ def test_each_federations_clients_reach_its_coordinator_by_service_name(stack: s
     cluster, outputs, federations = _stack(stack)
     checked = 0
     for federation in federations:
-        output_key, components = CLIENTS[federation["framework"]]
+        output_key, dials = CLIENTS[federation["framework"]]
         host, _, port = outputs[federation["name"]][output_key].rpartition(":")
-        clients = [
-            p
-            for p in cluster.pods
-            if p.labels.get(PART_OF) == federation["name"] and p.labels.get(COMPONENT) in components
-        ]
-        assert clients, f"{federation['name']}: no client pods of {components}"
+        clients = [p for p in cluster.pods if dials(p, federation["name"])]
+        assert clients, f"{federation['name']}: no client pods"
         for pod in clients:
             connection = cluster.connect(pod, host, int(port))
             assert connection.allowed, connection.explain()
@@ -229,3 +235,18 @@ def test_connectivity_cli_prints_the_matrix(capsys: pytest.CaptureFixture[str], 
         assert rows[client][server] == "TCP/8002", matrix
     assert rows["demo-site-1/Deployment/site-1"][list(rows).index("demo-site-2/Deployment/site-2")] in {"-", "."}
     assert rows["outside 192.0.2.10"][server] == "-"
+
+
+def test_trainjob_nodes_reach_their_own_master_by_pod_hostname_only() -> None:
+    """Trainer's nodes dial `<trainjob>-node-0-0.<trainjob>` (a pod under JobSet's headless Service)."""
+    cluster, outputs, _ = _stack("local-kubeflow")
+    host, _, port = outputs["fedavg"]["masterAddress"].rpartition(":")
+    assert [p.name for p in cluster.pods_of("fedavg", "TrainJob/fedavg")] == [f"fedavg-node-0-{i}" for i in range(3)]
+    own = cluster.connect(cluster.pod("fedavg", "fedavg-node-0-2"), host, int(port))
+    assert own.allowed and str(own.flows[-1].destination) == "fedavg/fedavg-node-0-0", own.explain()
+    stranger = cluster.pod("fedavg-small", "fedavg-small-node-0-1")
+    assert "no DNS answer" in str(cluster.connect(stranger, host, int(port)).problem)  # search path: own namespace
+    other = cluster.connect(stranger, f"{host}.fedavg.svc.cluster.local", int(port))  # the full name resolves
+    assert not other.allowed
+    policies = "fedavg-small/allow-dns, fedavg-small/default-deny, fedavg-small/fedavg-small-peers"
+    assert f"TCP/29500 DROPPED: no egress rule of {policies}" in other.explain()
