@@ -279,7 +279,12 @@ class Cluster:
     def connect(self, source: Endpoint, host: str, port: int, protocol: str = "TCP") -> Connection:
         """`source` dials `host:port`. A Service name costs a DNS lookup (UDP 53 to cluster DNS) first; then
         every endpoint of the Service must admit the connection on the target port (kube-proxy may pick any)."""
-        if _is_ip(host):
+        try:
+            ipaddress.ip_address(host)
+            by_address = True
+        except ValueError:
+            by_address = False
+        if by_address:
             destination: Endpoint = next((p for p in self.pods if p.ip == host), host)
             return Connection([self.flow(source, destination, port, protocol)])
         from_ns = source.namespace if isinstance(source, Pod) else ""
@@ -324,30 +329,27 @@ class Cluster:
         return self.flow(source, dns[0], 53, "UDP")
 
     def _ingress(self, source: Endpoint, destination: Pod, port: int, protocol: str) -> Verdict:
-        policies = [p for p in self.policies if "Ingress" in p.types and p.selects(destination)]
-        if not policies:
-            return Verdict(True, f"no policy isolates {destination} for ingress")
-        for policy in policies:
-            for i, rule in enumerate(policy.spec.get("ingress") or []):
-                if self._peers_match(rule.get("from"), source, policy) and _ports_match(
-                    rule.get("ports"), destination, port, protocol
-                ):
-                    return Verdict(True, f"ingress allowed by {policy} rule {i}")
-        names = ", ".join(str(p) for p in policies)
-        return Verdict(False, f"no ingress rule of {names} (isolating {destination}) admits {_label(source)}")
+        return self._isolation("Ingress", destination, source, destination, port, protocol)
 
     def _egress(self, source: Pod, destination: Endpoint, port: int, protocol: str) -> Verdict:
-        policies = [p for p in self.policies if "Egress" in p.types and p.selects(source)]
+        return self._isolation("Egress", source, destination, destination, port, protocol)
+
+    def _isolation(
+        self, direction: str, pod: Pod, peer: Endpoint, destination: Endpoint, port: int, protocol: str
+    ) -> Verdict:
+        """Whether the policies isolating `pod` in `direction` let `peer` through (to `destination`'s port)."""
+        rules_key, peers_key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
+        policies = [p for p in self.policies if direction in p.types and p.selects(pod)]
         if not policies:
-            return Verdict(True, f"no policy isolates {source} for egress")
+            return Verdict(True, f"no policy isolates {pod} for {rules_key}")
         for policy in policies:
-            for i, rule in enumerate(policy.spec.get("egress") or []):
-                if self._peers_match(rule.get("to"), destination, policy) and _ports_match(
+            for i, rule in enumerate(policy.spec.get(rules_key) or []):
+                if self._peers_match(rule.get(peers_key), peer, policy) and _ports_match(
                     rule.get("ports"), destination, port, protocol
                 ):
-                    return Verdict(True, f"egress allowed by {policy} rule {i}")
+                    return Verdict(True, f"{rules_key} allowed by {policy} rule {i}")
         names = ", ".join(str(p) for p in policies)
-        return Verdict(False, f"no egress rule of {names} (isolating {source}) admits {_label(destination)}")
+        return Verdict(False, f"no {rules_key} rule of {names} (isolating {pod}) admits {_label(peer)}")
 
     def _peers_match(self, peers: list[dict[str, Any]] | None, endpoint: Endpoint, policy: Policy) -> bool:
         if not peers:
@@ -367,14 +369,6 @@ class Cluster:
             in_namespace = matches(namespace_selector, self.namespaces.get(endpoint.namespace, {}))
         pod_selector = peer.get("podSelector")
         return in_namespace and (pod_selector is None or matches(pod_selector, endpoint.labels))
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _ports_match(ports: list[dict[str, Any]] | None, destination: Endpoint, port: int, protocol: str) -> bool:

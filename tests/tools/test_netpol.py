@@ -65,6 +65,9 @@ def expr(key: str, operator: str, *values: str) -> dict[str, Any]:
     return {"matchExpressions": [{"key": key, "operator": operator, "values": list(values)}]}
 
 
+NOT_X = expr("kubernetes.io/metadata.name", "NotIn", "x")
+
+
 def ingress(pod: dict[str, Any], *rules: dict[str, Any], types: list[str] | None = None) -> dict[str, Any]:
     spec: dict[str, Any] = {"podSelector": pod, "ingress": list(rules)}
     if types is not None:
@@ -156,13 +159,7 @@ CASES: dict[str, Case] = {
                     sel(pod="a"),
                     {
                         "from": [
-                            {
-                                "namespaceSelector": {
-                                    "matchExpressions": [
-                                        {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["x"]}
-                                    ]
-                                }
-                            },
+                            {"namespaceSelector": NOT_X},
                             {"podSelector": sel(pod="b")},
                         ]
                     },
@@ -181,11 +178,7 @@ CASES: dict[str, Case] = {
                     {
                         "from": [
                             {
-                                "namespaceSelector": {
-                                    "matchExpressions": [
-                                        {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["x"]}
-                                    ]
-                                },
+                                "namespaceSelector": NOT_X,
                                 "podSelector": sel(pod="b"),
                             }
                         ]
