@@ -3,9 +3,8 @@
 - Each federation's own clients reach its coordinator's Service (DNS lookup included).
 - No flow enters a federation from another federation's namespaces (shipped stacks hold one federation
   each, so a stack with a Flower and an NVFlare federation side by side is checked too).
-- Where a namespace has default-deny egress, its pods reach only cluster DNS (53), their own federation's
-  pods, and the CIDRs the stack config lists for that federation. Namespaces without default-deny egress
-  are not checked by that test (it says which ones it checked).
+- Every federation namespace has default-deny egress, and its pods reach only cluster DNS (53), their own
+  federation's pods, and the CIDRs the stack config lists for that federation.
 """
 
 from __future__ import annotations
@@ -141,17 +140,15 @@ def test_no_flow_enters_a_federation_from_another_federations_namespace(stack: s
         assert len(set(_federation_of(cluster).values())) == 2  # the check compared two federations
 
 
-def test_the_cross_federation_check_sees_a_namespace_left_open() -> None:
+def test_the_cross_federation_check_sees_namespaces_left_open() -> None:
     rendering, _ = _side_by_side()
+    opened = {"demo", "flare-site-1"}  # every policy of these two namespaces dropped
     manifests = [
-        o
-        for o in rendering.manifests()
-        if (o["kind"], o["metadata"]["name"], o["metadata"].get("namespace"))
-        != ("NetworkPolicy", "default-deny-ingress", "demo")
+        o for o in rendering.manifests() if not (o["kind"] == "NetworkPolicy" and o["metadata"]["namespace"] in opened)
     ]
     leaks = cross_federation_flows(netpol.Cluster.from_manifests(manifests))
-    # Without demo's default deny, the SuperNodes' health port is open to the NVFlare federation's pods.
     assert "flare-site-1/Deployment/site-1 -> demo/StatefulSet/supernodes-default: ['TCP/8081']" in leaks, leaks
+    assert all(leak.startswith(("flare-site-1/", "demo/")) for leak in leaks), leaks  # and nothing else opened
 
 
 def egress_leaks(cluster: netpol.Cluster, federations: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
@@ -195,11 +192,12 @@ def test_default_deny_egress_leaves_only_dns_own_peers_and_listed_cidrs(stack: s
     cluster, _, federations = _stack(stack)
     checked, leaks = egress_leaks(cluster, federations)
     assert leaks == [], f"checked namespaces {checked}"
+    assert checked == sorted(set(_federation_of(cluster))), "every federation namespace has default-deny egress"
 
 
 def test_the_egress_check_sees_a_leak_and_passes_the_allowed() -> None:
-    """The check above on the Flower stack with default-deny egress added by hand (kube.deny_all/allow_dns), a
-    rule to the SuperLink, then one egress rule too many: so it is not vacuous where no stack has egress rules."""
+    """The check above on the Flower stack's pods with its policies replaced by hand (kube.deny_all/allow_dns,
+    a rule to the SuperLink), then one egress rule too many: the check finds exactly that one."""
     rendering = render_stack("local-flower")
     federations = _federations(stack_files.load("local-flower").config)
     superlink = {"podSelector": {"matchLabels": {COMPONENT: "superlink"}}}
@@ -209,7 +207,8 @@ def test_the_egress_check_sees_a_leak_and_passes_the_allowed() -> None:
         "metadata": {"name": "to-superlink", "namespace": "demo"},
         "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"to": [superlink]}]},
     }
-    hardened = [*rendering.manifests(), kube.deny_all("demo"), kube.allow_dns("demo"), to_superlink]
+    pods_only = [o for o in rendering.manifests() if o["kind"] != "NetworkPolicy"]
+    hardened = [*pods_only, kube.deny_all("demo"), kube.allow_dns("demo"), to_superlink]
     checked, leaks = egress_leaks(netpol.Cluster.from_manifests(hardened), federations)
     assert checked == ["demo"] and leaks == []
 
