@@ -25,11 +25,34 @@ from tools import render as render_tool
 PART_OF = "app.kubernetes.io/part-of"
 COMPONENT = "app.kubernetes.io/component"
 JOBSET = "jobset.sigs.k8s.io/jobset-name"
-# Per framework: the stack output holding the coordinator's address, and which of the federation's pods dial it.
-CLIENTS: dict[str, tuple[str, Callable[[netpol.Pod, str], bool]]] = {
-    "flower": ("superlinkAddress", lambda pod, name: _component(pod, name) in {"supernode", "superexec"}),
-    "nvflare": ("serverAddress", lambda pod, name: _component(pod, name) in {"site", "admin"}),
-    "kubeflow": ("masterAddress", lambda pod, name: pod.labels.get(JOBSET) == name),  # every node, node 0 too
+FATE_PARTY = "flstack.dev/fate-party"
+Dial = tuple[netpol.Pod, str]  # a pod and the `host:port` it dials
+
+
+def _coordinator(output_key: str, dials: Callable[[netpol.Pod, str], bool]) -> Callable[..., list[Dial]]:
+    def flows(cluster: netpol.Cluster, name: str, outputs: dict[str, Any]) -> list[Dial]:
+        return [(p, outputs[output_key]) for p in cluster.pods if dials(p, name)]
+
+    return flows
+
+
+def _fate(cluster: netpol.Cluster, name: str, outputs: dict[str, Any]) -> list[Dial]:
+    """Each party's proxy dials every other party's proxy Service (the only cross-party link)."""
+    proxies = [p for p in cluster.pods if _component(p, name) == "proxy"]
+    return [
+        (proxy, party["proxy"])
+        for party_id, party in outputs["parties"].items()
+        for proxy in proxies
+        if proxy.labels.get(FATE_PARTY) != party_id
+    ]
+
+
+# Per framework: which of a federation's pods dial which of its stack outputs' addresses.
+CLIENTS: dict[str, Callable[[netpol.Cluster, str, dict[str, Any]], list[Dial]]] = {
+    "flower": _coordinator("superlinkAddress", lambda pod, name: _component(pod, name) in {"supernode", "superexec"}),
+    "nvflare": _coordinator("serverAddress", lambda pod, name: _component(pod, name) in {"site", "admin"}),
+    "kubeflow": _coordinator("masterAddress", lambda pod, name: pod.labels.get(JOBSET) == name),  # node 0 too
+    "fate": _fate,
 }
 
 
@@ -98,11 +121,10 @@ def test_each_federations_clients_reach_its_coordinator_by_service_name(stack: s
     cluster, outputs, federations = _stack(stack)
     checked = 0
     for federation in federations:
-        output_key, dials = CLIENTS[federation["framework"]]
-        host, _, port = outputs[federation["name"]][output_key].rpartition(":")
-        clients = [p for p in cluster.pods if dials(p, federation["name"])]
-        assert clients, f"{federation['name']}: no client pods"
-        for pod in clients:
+        dials = CLIENTS[federation["framework"]](cluster, federation["name"], outputs[federation["name"]])
+        assert dials, f"{federation['name']}: no client pods"
+        for pod, address in dials:
+            host, _, port = address.rpartition(":")
             connection = cluster.connect(pod, host, int(port))
             assert connection.allowed, connection.explain()
             checked += 1
