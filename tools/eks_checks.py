@@ -132,7 +132,10 @@ def check_admin(caller: str, iam: Any, settings: EksSettings, found: Findings) -
         )
         return
     admins = settings.admin_principals
-    if principal in admins or _without_path(principal) in {_without_path(a) for a in admins}:
+    # An access entry names the role's exact ARN, path included; only when IAM would not say the path,
+    # compare without it.
+    unresolved = note is not None and principal in {_without_path(a) for a in admins}
+    if principal in admins or unresolved:
         found.passed.append(f"caller {principal} is in adminPrincipals")
     else:
         found.problems.append(

@@ -202,6 +202,16 @@ def test_an_assumed_role_caller_is_resolved_to_its_role_with_path(fake: Callable
     assert f"caller {role} is in adminPrincipals" in found.passed and found.problems == []
 
 
+def test_an_admin_listed_without_the_roles_path_is_not_the_caller(fake: Callable[..., FakeAws]) -> None:
+    caller = assumed_role_session("/team/", "flstack-admin")
+    f = fake(**ALL_QUOTAS)
+    f.expect_quotas(["L-1216C47A"])
+    found = check(f, settings(adminPrincipals=["arn:aws:iam::123456789012:role/flstack-admin"]), caller=caller)
+    assert found.problems[0].startswith(
+        "the caller arn:aws:iam::123456789012:role/team/flstack-admin is not in adminPrincipals"
+    )
+
+
 def test_a_caller_outside_admin_principals_is_one_line_naming_the_fix(fake: Callable[..., FakeAws]) -> None:
     caller = assumed_role_session("/", "ci-deployer")
     f = fake(**ALL_QUOTAS)
@@ -363,3 +373,16 @@ def test_preflight_of_the_shipped_stack_runs_every_check_and_names_the_example_a
         "ok: aws CLI 2.31.4",
         "ok: public IP 203.0.113.10 is inside publicAccessCidrs",
     ]
+
+
+def test_without_iam_get_role_the_role_is_compared_without_its_path_and_that_is_said() -> None:
+    iam = boto3.client("iam", region_name="us-east-1")
+    with Stubber(iam) as stub:
+        stub.add_client_error("get_role", "AccessDenied", "not allowed", 403, expected_params={"RoleName": "admin"})
+        found = eks_checks.Findings()
+        admins = ["arn:aws:iam::123456789012:role/team/admin"]
+        eks_checks.check_admin(
+            "arn:aws:sts::123456789012:assumed-role/admin/alice", iam, settings(adminPrincipals=admins), found
+        )
+    assert found.passed == ["caller arn:aws:iam::123456789012:role/admin is in adminPrincipals"]
+    assert found.notes == ["role path not checked (iam:GetRole was refused)"]
