@@ -19,7 +19,8 @@ import pulumi_kubernetes as k8s
 
 from components import iam, kube
 
-from .eks_nodes import GROUP_LABEL, TAINT, NodeGroupSettings
+from .eks_nodes import GROUP_LABEL, NodeGroupSettings
+from .taints import TAINT
 
 CHART = "cluster-autoscaler"
 CHART_VERSION = "9.59.0"  # appVersion 1.35.0

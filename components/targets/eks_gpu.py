@@ -15,7 +15,8 @@ import pulumi_kubernetes as k8s
 
 from components import kube
 
-from .eks_nodes import GROUP_LABEL, TAINT, NodeGroupSettings
+from .eks_nodes import GROUP_LABEL, NodeGroupSettings
+from .taints import TAINT
 
 CHART = "nvidia-device-plugin"
 CHART_VERSION = "0.19.1"

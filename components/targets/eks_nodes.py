@@ -13,11 +13,10 @@ import pulumi_aws as aws
 from components.config.model import DNS_LABEL, DNS_LABEL_HELP
 from components.config.schema import rule
 
+from .taints import TAINT, TAINT_HELP, is_tainted, parse_taint
+
 GROUP_LABEL = "flstack.dev/node-group"  # stable even though EKS names the group with a random suffix
 INSTANCE_TYPE = r"[a-z][a-z0-9-]*\.[0-9a-z]+"
-TAINT = r"([A-Za-z0-9][-A-Za-z0-9_./]*)(=([-A-Za-z0-9_.]*))?:(NoSchedule|PreferNoSchedule|NoExecute)"
-TAINT_HELP = "a taint such as fltk.node=normal:NoSchedule (key[=value]:Effect)"
-_EFFECTS = {"NoSchedule": "NO_SCHEDULE", "PreferNoSchedule": "PREFER_NO_SCHEDULE", "NoExecute": "NO_EXECUTE"}
 
 
 def architecture(instance_type: str) -> str:
@@ -84,15 +83,13 @@ class NodeGroupSettings:
 
     @property
     def tainted(self) -> bool:
-        """Pods without a toleration cannot run here (PreferNoSchedule only discourages them)."""
-        return any(t is not None and not t.endswith(":PreferNoSchedule") for t in self.taints or [])
+        return is_tainted(self.taints)
 
 
 def taint(text: str) -> aws.eks.NodeGroupTaintArgs:
     """`fltk.node=normal:NoSchedule` -> the EKS API's {key, value, effect: NO_SCHEDULE}."""
-    match = re.fullmatch(TAINT, text)
-    assert match, text  # validated in the config
-    return aws.eks.NodeGroupTaintArgs(key=match.group(1), value=match.group(3), effect=_EFFECTS[match.group(4)])
+    key, value, effect = parse_taint(text)
+    return aws.eks.NodeGroupTaintArgs(key=key, value=value, effect=effect)
 
 
 def launch_template(
