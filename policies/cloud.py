@@ -100,17 +100,19 @@ def _node_config_problems(where: str, node_config: dict[str, Any]) -> Iterator[s
 
 
 def gke_cluster(resource_type: str, props: Props, config: Config) -> Iterator[str]:
-    """GKE: private nodes, authorized networks (never 0.0.0.0/0), Workload Identity, shielded nodes."""
+    """GKE: private nodes, authorized networks (never 0.0.0.0/0) or no IP endpoint, Workload Identity, shielded."""
     if resource_type != GKE_CLUSTER:
         return
     name = _name(props)
     if (props.get("privateClusterConfig") or {}).get("enablePrivateNodes") is not True:
         yield f"{name}: privateClusterConfig.enablePrivateNodes must be true"
     networks = props.get("masterAuthorizedNetworksConfig")
-    if networks is None:
+    endpoints = props.get("controlPlaneEndpointsConfig") or {}
+    ip_endpoint_off = (endpoints.get("ipEndpointsConfig") or {}).get("enabled") is False
+    if networks is None and not ip_endpoint_off:  # with the IP endpoint off, only the IAM-gated DNS one is left
         yield f"{name}: masterAuthorizedNetworksConfig must limit who reaches the control plane"
     else:
-        for block in networks.get("cidrBlocks") or []:
+        for block in (networks or {}).get("cidrBlocks") or []:
             if is_open(str(block.get("cidrBlock"))):
                 yield f"{name}: authorized network {block.get('cidrBlock')!r} admits the whole internet"
     if not (props.get("workloadIdentityConfig") or {}).get("workloadPool"):

@@ -309,6 +309,21 @@ FIXTURES: dict[str, list[tuple[tuple[str, dict[str, Any]], str, tuple[str, dict[
         (gke(privateClusterConfig={}), "gke: privateClusterConfig.enablePrivateNodes must be true", gke()),
         (gke(masterAuthorizedNetworksConfig=None), "gke: masterAuthorizedNetworksConfig must limit", gke()),
         (
+            gke(
+                masterAuthorizedNetworksConfig=None,
+                controlPlaneEndpointsConfig={"ipEndpointsConfig": {"enabled": True}},
+            ),
+            "gke: masterAuthorizedNetworksConfig must limit",
+            # The IP endpoint off: only the DNS endpoint remains, and IAM decides who gets through it.
+            gke(
+                masterAuthorizedNetworksConfig=None,
+                controlPlaneEndpointsConfig={
+                    "dnsEndpointConfig": {"allowExternalTraffic": True},
+                    "ipEndpointsConfig": {"enabled": False},
+                },
+            ),
+        ),
+        (
             gke(masterAuthorizedNetworksConfig={"cidrBlocks": [{"cidrBlock": "0.0.0.0/0"}]}),
             "gke: authorized network '0.0.0.0/0' admits the whole internet",
             gke(),
