@@ -53,6 +53,24 @@ def eks(**settings: Any) -> dict[str, Any]:
     return {**EKS, "eks": {**EKS["eks"], **settings}}
 
 
+GKE: dict[str, Any] = {
+    "kind": "gke",
+    "gke": {"project": "p-12345", "region": "europe-west4", "authorizedNetworks": ["198.51.100.0/24"]},
+}
+
+
+def gke(**settings: Any) -> dict[str, Any]:
+    """The GKE target config with some settings changed."""
+    return {**GKE, "gke": {**GKE["gke"], **settings}}
+
+
+def one(rows: list[dict[str, Any]], type_token: str) -> dict[str, Any]:
+    """The single `resources()` row of one type."""
+    found = [r for r in rows if r["type"] == type_token]
+    assert len(found) == 1, [r["name"] for r in found]
+    return found[0]
+
+
 def by_name(rows: list[dict[str, Any]], type_token: str) -> dict[str, dict[str, Any]]:
     """`resources()` rows of one type, by logical name."""
     return {r["name"]: r for r in rows if r["type"] == type_token}

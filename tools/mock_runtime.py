@@ -29,6 +29,7 @@ SECRET_SIG = "4dabf18193072939515e22adb298388d"
 SECRET_VALUE_SIG = "1b47061264138c4ac30d75fd1eb44270"
 UNKNOWN_SHOWN = "[unknown]"  # how a render shows a value only the engine would know (preview: output<T>)
 MOCK_ACCOUNT = "123456789012"
+MOCK_PROJECT_NUMBER = "210987654321"
 
 # Outputs a provider would compute, keyed by resource type: deterministic stand-ins, named after the
 # resource, so renders are byte-identical and a reader can see where each value came from.
@@ -81,6 +82,24 @@ DEFAULT_SYNTHESIZERS: dict[str, Synthesizer] = {
     "aws:efs/fileSystem:FileSystem": lambda a: {
         "arn": f"arn:aws:elasticfilesystem:mock:{MOCK_ACCOUNT}:file-system/{a.name}"
     },
+    # GCP: endpoints under .mock, the project number above.
+    "gcp:container/cluster:Cluster": lambda a: {
+        "endpoint": f"{a.inputs['name']}.endpoint.gke.mock",
+        "masterAuth": {
+            **a.inputs.get("masterAuth", {}),
+            "clusterCaCertificate": _placeholder(a, "masterAuth.clusterCaCertificate"),
+        },
+        "controlPlaneEndpointsConfig": {
+            **a.inputs.get("controlPlaneEndpointsConfig", {}),
+            "dnsEndpointConfig": {
+                **a.inputs.get("controlPlaneEndpointsConfig", {}).get("dnsEndpointConfig", {}),
+                "endpoint": f"gke-{a.inputs['name']}.{a.inputs['location']}.gke.mock",
+            },
+        },
+    },
+    "gcp:serviceaccount/account:Account": lambda a: {
+        "email": f"{a.inputs['accountId']}@mock-project.iam.gserviceaccount.com",
+    },
     # Dynamic resources appear with their own type token; nvflare kits are never provisioned offline.
     "pulumi-python:dynamic/flstack:NvflareKits": _nvflare_kits,
 }
@@ -97,6 +116,10 @@ DEFAULT_CALLS: dict[str, Call] = {
         "addonName": args["addonName"],
         "kubernetesVersion": args["kubernetesVersion"],
         "version": f"<default {args['addonName']} for {args['kubernetesVersion']}>",
+    },
+    "gcp:organizations/getProject:getProject": lambda args, region: {
+        "number": MOCK_PROJECT_NUMBER,
+        "projectId": args.get("projectId"),
     },
     "aws:index/getPartition:getPartition": lambda args, region: {
         "partition": "aws",

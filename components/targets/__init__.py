@@ -14,7 +14,7 @@ import pulumi_kubernetes as k8s
 
 from components.config import TargetConfig, registry
 
-from . import eks, existing, minikube
+from . import eks, existing, gke, minikube
 
 
 class Target(Protocol):
@@ -39,6 +39,7 @@ KINDS: dict[str, Any] = {
     "minikube": minikube.MinikubeCluster,
     "existing": existing.ExistingCluster,
     "eks": eks.EksCluster,
+    "gke": gke.GkeCluster,
 }
 SETTINGS: dict[str, type] = {kind: component.Settings for kind, component in KINDS.items()}
 registry.TARGETS.update(KINDS)

@@ -10,7 +10,10 @@ from tests.helpers import MINIKUBE, render
 BAD = [
     # (flstack: values, expected line)
     ({}, "flstack:target: required"),
-    ({"target": {"kind": "aks"}}, "flstack:target.kind: expected one of 'minikube', 'existing', 'eks', got 'aks'"),
+    (
+        {"target": {"kind": "aks"}},
+        "flstack:target.kind: expected one of 'minikube', 'existing', 'eks', 'gke', got 'aks'",
+    ),
     ({"target": {"kind": "minikube", "minikub": {}}}, "flstack:target.minikub: unknown key; did you mean 'minikube'?"),
     (
         {"target": {"kind": "minikube", "minikube": {"cpus": "four"}}},

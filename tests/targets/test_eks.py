@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import by_name, eks, render, render_stack
+from tests.helpers import by_name, eks, one, render, render_stack
 from tools.mock_runtime import MOCK_ACCOUNT
 
 STACK = "eks-flower"
@@ -17,12 +17,6 @@ STACK = "eks-flower"
 @pytest.fixture(scope="module")
 def rows() -> list[dict[str, Any]]:
     return render_stack(STACK).resources()
-
-
-def one(rows: list[dict[str, Any]], type_token: str) -> dict[str, Any]:
-    found = [r for r in rows if r["type"] == type_token]
-    assert len(found) == 1, [r["name"] for r in found]
-    return found[0]
 
 
 def test_every_aws_resource_uses_the_one_explicit_aws_provider(rows: list[dict[str, Any]]) -> None:
