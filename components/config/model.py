@@ -98,7 +98,8 @@ class FederationConfig:
 
     @property
     def home_namespace(self) -> str:
-        return self.namespace or self.name
+        # A framework that hard-codes its namespace (FLTK: `test`) names it as `required_namespace`.
+        return self.namespace or getattr(self.settings, "required_namespace", None) or self.name
 
     def party_namespaces(self) -> list[tuple[str, str]]:
         """(settings key, namespace) for every namespace a per-party framework adds to its home namespace."""
@@ -108,6 +109,10 @@ class FederationConfig:
     def check(self) -> Iterator[tuple[str, str]]:
         # Frameworks that render custom resources check them (models, webhook rules, pod schemas) here,
         # before anything is registered.
+        required = getattr(self.settings, "required_namespace", None)
+        if required and self.namespace not in (None, required):
+            why = getattr(self.settings, "required_namespace_reason", "the framework hard-codes it")
+            yield "namespace", f"{self.framework} runs only in namespace {required!r} ({why}): remove the key"
         rendered = getattr(self.settings, "manifest_problems", None)
         if callable(rendered):
             for key, message in rendered(self.name, self.home_namespace):

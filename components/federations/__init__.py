@@ -22,7 +22,7 @@ from components.operators import Operators
 from components.storage import Storage
 from components.targets import Target
 
-from . import fate, flower, kubeflow, nvflare
+from . import fate, fltk, flower, kubeflow, nvflare
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ FRAMEWORKS: dict[str, Any] = {
     "nvflare": nvflare.NvflareFederation,
     "kubeflow": kubeflow.KubeflowFederation,
     "fate": fate.FateFederation,
+    "fltk": fltk.FltkFederation,
 }
 SETTINGS: dict[str, type] = {name: component.Settings for name, component in FRAMEWORKS.items()}
 registry.FRAMEWORKS.update(FRAMEWORKS)
