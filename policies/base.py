@@ -106,3 +106,9 @@ EXEMPT_NAMESPACES = string_list(
     ["flstack-nfs", "kube-system", "kubeflow-system", "kubeflow"],
     "Namespaces this rule does not apply to (by default those of the upstream charts flstack installs)",
 )
+# `restricted` only: FLTK's namespace `test` enforces `baseline`, because FLTK's orchestrator creates
+# PyTorchJobs whose pods set no securityContext; flstack's own pods there still meet every pod rule.
+RESTRICTED_EXEMPT_NAMESPACES = string_list(
+    [*EXEMPT_NAMESPACES["default"], "test"],
+    "Namespaces that need not enforce `restricted` (upstream charts' and FLTK's `test`)",
+)

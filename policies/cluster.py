@@ -7,6 +7,7 @@ from typing import Any
 
 from policies.base import (
     EXEMPT_NAMESPACES,
+    RESTRICTED_EXEMPT_NAMESPACES,
     Config,
     Props,
     Resource,
@@ -131,7 +132,7 @@ RULES = [
         "flstack-namespaces-restricted",
         namespace_pod_security,
         "high",
-        config={"exemptNamespaces": EXEMPT_NAMESPACES},
+        config={"exemptNamespaces": RESTRICTED_EXEMPT_NAMESPACES},
     ),
     Rule(
         "flstack-restricted-load-balancers",

@@ -22,7 +22,7 @@ import pulumi
 
 from components import kube
 from components.config import FederationConfig
-from components.config.model import QUANTITY, QUANTITY_HELP, Resources
+from components.config.model import QUANTITY, QUANTITY_HELP, Egress, Resources
 from components.config.schema import rule
 
 from . import kubeflow_checks
@@ -95,6 +95,8 @@ class FltkSettings:
     orchestrator_resources: Resources = field(default_factory=lambda: Resources(cpu="500m", memory="512Mi"))
     extractor_resources: Resources = field(default_factory=lambda: Resources(cpu="100m", memory="512Mi"))
     volumes: FltkVolumes = field(default_factory=FltkVolumes)
+    # Where FLTK's pods may connect besides each other, DNS and (the orchestrator) the API: default nowhere.
+    egress: Egress = field(default_factory=Egress)
 
     def shared_storage_keys(self) -> list[str]:
         return ["volumes"]  # FLTK always needs its two ReadWriteMany claims
@@ -229,14 +231,18 @@ def _pod(containers: list[dict[str, Any]], volumes: list[dict[str, Any]], **extr
     return {"securityContext": kube.pod_security(UID), "containers": containers, "volumes": volumes, **extra}
 
 
+HOME = "/home/fltk"
+# Writable scratch under the read-only root: HOME and /tmp (emptyDirs).
+SCRATCH_MOUNTS, SCRATCH_VOLUMES = kube.scratch_volumes(HOME)
+
+
 def _container(name: str, image: str, resources: Resources, **fields: Any) -> dict[str, Any]:
     return {
         "name": name,
         "image": image,
         "workingDir": WORK_DIR,
         "resources": resources.manifest(),
-        # FLTK writes under its working directory in the image: the root filesystem stays writable.
-        "securityContext": kube.container_security(read_only_root=False),
+        "securityContext": kube.container_security(),
         **fields,
     }
 
@@ -250,13 +256,18 @@ def orchestrator_job(ns: str, s: FltkSettings, labels: dict[str, str]) -> dict[s
         command=["python3", "-m", "fltk"],
         args=["cluster", f"{CONFIG_DIR}/{CONFIGURATION_FILE}", f"{CONFIG_DIR}/{EXPERIMENT_FILE}"],
         # FLTK gives its jobs the image named here.
-        env=kube.env(("PYTHONUNBUFFERED", "1"), ("IMAGE_NAME", s.image)),
+        env=kube.env(("PYTHONUNBUFFERED", "1"), ("IMAGE_NAME", s.image), ("HOME", HOME)),
         volumeMounts=[
             {"name": "output", "mountPath": f"{WORK_DIR}/output"},  # the orchestrator writes its results here
             {"name": "config", "mountPath": config_dir, "readOnly": True},
+            # Its own TensorBoard records (execution_config.tensorboard.record_dir), kept with the pod.
+            {"name": "logging", "mountPath": f"{WORK_DIR}/logging"},
+            *SCRATCH_MOUNTS,
         ],
     )
     volumes = [
+        *SCRATCH_VOLUMES,
+        {"name": "logging", "emptyDir": {}},
         {"name": "output", "persistentVolumeClaim": {"claimName": "fl-server-claim"}},
         {
             "name": "config",
@@ -297,12 +308,15 @@ def extractor(ns: str, s: FltkSettings, labels: dict[str, str]) -> dict[str, Any
         args=["--logdir", "logging", "--host", "0.0.0.0", "--port", str(TENSORBOARD_PORT)],
         ports=[{"name": "tensorboard", "containerPort": TENSORBOARD_PORT, "protocol": "TCP"}],
         readinessProbe={"httpGet": {"path": "/", "port": "tensorboard"}, "periodSeconds": 10},
+        env=kube.env(("HOME", HOME)),
         volumeMounts=[
             {"name": "logs", "mountPath": f"{WORK_DIR}/logging", "readOnly": True},
             {"name": "output", "mountPath": f"{WORK_DIR}/output", "readOnly": True},
+            *SCRATCH_MOUNTS,
         ],
     )
     volumes = [
+        *SCRATCH_VOLUMES,
         {"name": "logs", "persistentVolumeClaim": {"claimName": "fl-log-claim", "readOnly": True}},
         {"name": "output", "persistentVolumeClaim": {"claimName": "fl-server-claim", "readOnly": True}},
     ]
@@ -376,8 +390,8 @@ class FltkFederation(pulumi.ComponentResource):
         in_namespace = platform.opts(self, depends_on=[namespace])
         kept = platform.opts(self, depends_on=[namespace], retain_on_delete=True)
         waits = [
-            kube.apply(kube.deny_all(ns), in_namespace),
-            kube.apply(kube.allow_dns(ns), in_namespace),
+            # Default-deny both ways, DNS, the LimitRange backstop and the listed egress; then FLTK's own.
+            *(kube.apply(obj, in_namespace) for obj in kube.baseline(ns, s.egress)),
             *(kube.apply(p, in_namespace) for p in policies(ns, orchestrator_labels)),
             kube.apply(_rwx_claim("fl-log-claim", ns, s.volumes.log_size, shared, extractor_labels), kept),
             kube.apply(_rwx_claim("fl-server-claim", ns, s.volumes.output_size, shared, orchestrator_labels), kept),

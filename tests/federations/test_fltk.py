@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 
+from components import kube
 from components.config import ConfigError
 from components.federations import fltk, kubeflow_checks
 from tests.helpers import MINIKUBE, render, schema_errors
+from tests.netpol import Network
 from tools import stack_files
 from tools.render import Rendering
 
@@ -220,10 +222,13 @@ def test_extractor_serves_tensorboard_on_a_clusterip_and_stops_on_sigterm(defaul
     assert "lifecycle" not in container  # upstream's preStop was one malformed exec argument
     assert "signal.SIGTERM" in container["command"][2]
     assert container["args"] == ["--logdir", "logging", "--host", "0.0.0.0", "--port", "6006"]
-    assert {m["mountPath"]: m["readOnly"] for m in container["volumeMounts"]} == {
+    assert {m["mountPath"]: m.get("readOnly", False) for m in container["volumeMounts"]} == {
         "/opt/federation-lab/logging": True,
         "/opt/federation-lab/output": True,
+        "/home/fltk": False,  # emptyDirs: the root filesystem is read-only
+        "/tmp": False,
     }
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert default.outputs()["federations"]["fltk"]["tensorboardPortForward"] == (
         "kubectl -n test port-forward svc/fl-extractor 6006:6006"
     )
@@ -275,3 +280,18 @@ def test_shipped_stack_objects_are_schema_valid_with_kubernetes_version() -> Non
     rendering = render(config())
     assert [e for obj in rendering.manifests() for e in schema_errors(obj, "1.34.0")] == []
     assert "local-fltk" in stack_files.stack_names()
+
+
+def test_network_job_pods_talk_to_each_other_the_orchestrator_to_the_api_only() -> None:
+    rendering = render(config(fed(egress={"cidrs": ["10.20.0.0/16"]})))
+    assert rendering.find("LimitRange", "container-defaults", "test")
+    net = Network(rendering.manifests())
+    master = ("test", {**fltk.WORKER_LABELS, "training.kubeflow.org/replica-type": "master"})
+    worker = ("test", {**fltk.WORKER_LABELS, "training.kubeflow.org/replica-type": "worker"})
+    orchestrator = ("test", kube.labels("fltk", "orchestrator", "fltk"))
+    extractor = ("test", kube.labels("fltk", "extractor", "fltk"))
+    assert net.connects(worker, master, 23456) and net.connects(master, worker, 40000)
+    assert not net.connects(worker, extractor, 6006) and not net.connects(orchestrator, master, 23456)
+    assert net.reaches_address(orchestrator, "10.96.0.1", 443)  # the API server, wherever the cluster puts it
+    assert not net.reaches_address(orchestrator, "10.96.0.1", 80)
+    assert net.reaches_address(worker, "10.20.0.5", 443) and not net.reaches_address(worker, "10.21.0.5", 443)

@@ -11,6 +11,7 @@ from components import operators
 from components.config import ConfigError
 from components.federations import kubeflow, kubeflow_checks
 from tests.helpers import MINIKUBE, render
+from tests.netpol import Network
 from tools.render import Rendering
 
 RUNTIME = "kubernetes:trainer.kubeflow.org/v1alpha1:ClusterTrainingRuntime::clustertrainingruntime:flstack-torch"
@@ -276,3 +277,14 @@ def test_a_misspelt_pytorchjob_field_fails_the_round_trip() -> None:
     assert kubeflow_checks.pytorchjob_model_problems(job) == [
         "PyTorchJob: spec.pytorchReplicaSpecs.Master.replica is not a field the model knows"
     ]
+
+
+def test_network_nodes_reach_their_peers_on_the_policy_ports_only() -> None:
+    rendering = render(config(fed("alpha"), fed("beta")))
+    net = Network(rendering.manifests())
+    alpha = ("alpha", {"jobset.sigs.k8s.io/jobset-name": "alpha", "batch.kubernetes.io/job-completion-index": "0"})
+    alpha1 = ("alpha", {"jobset.sigs.k8s.io/jobset-name": "alpha", "batch.kubernetes.io/job-completion-index": "1"})
+    beta = ("beta", {"jobset.sigs.k8s.io/jobset-name": "beta"})
+    assert net.connects(alpha1, alpha, 29500) and net.connects(alpha, alpha1, 29731)
+    assert not net.connects(alpha1, alpha, 8080) and not net.connects(alpha1, alpha, 30000)
+    assert not net.connects(beta, alpha, 29500)  # another federation's nodes
