@@ -22,7 +22,7 @@ from components.operators import Operators
 from components.storage import Storage
 from components.targets import Target
 
-from . import fate, fltk, flower, kubeflow, nvflare
+from . import fate, flower, fltk, kubeflow, nvflare
 
 
 @dataclass(frozen=True)
