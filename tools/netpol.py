@@ -450,7 +450,7 @@ def parties(cluster: Cluster) -> list[Party]:
     rows.append(Party(f"outside {OUTSIDE}", (OUTSIDE,), outside_ports))
     for cidr in sorted(listed_cidrs(cluster)):
         network = ipaddress.ip_network(cidr, strict=False)
-        address = str(next(network.hosts(), network.network_address))
+        address = str(next(iter(network.hosts()), network.network_address))  # a /32: hosts() is a list
         rows.append(Party(f"cidr {cidr}", (address,), outside_ports))
     return rows
 

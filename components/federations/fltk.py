@@ -22,7 +22,7 @@ import pulumi
 
 from components import kube
 from components.config import FederationConfig
-from components.config.model import QUANTITY, QUANTITY_HELP, Egress, Resources
+from components.config.model import CIDR_HELP, QUANTITY, QUANTITY_HELP, Egress, Resources, is_cidr, is_open_cidr
 from components.config.schema import rule
 
 from . import kubeflow_checks
@@ -84,6 +84,30 @@ class FltkVolumes:
 
 
 @dataclass(frozen=True)
+class ApiServer:
+    """Where the orchestrator reaches the Kubernetes API, as the CNI sees it (most match NetworkPolicy after
+    kube-proxy's DNAT: the API server's own address and port, e.g. minikube's node IP and 8443)."""
+
+    cidrs: list[str] = rule(default_factory=list, valid=is_cidr, pattern_help=CIDR_HELP)
+    ports: list[int] = rule(default_factory=lambda: [443, 6443, 8443], min=1, max=65535)
+
+    def check(self) -> Iterator[tuple[str, str]]:
+        if not self.cidrs:
+            yield (
+                "cidrs",
+                (
+                    "required: the API server's addresses (minikube: `minikube ip`/32 and the kubernetes Service's "
+                    "10.96.0.1/32; EKS: the VPC CIDR), so the orchestrator reaches the API and nothing else"
+                ),
+            )
+        for i, cidr in enumerate(self.cidrs):
+            if cidr is not None and is_open_cidr(cidr):
+                yield f"cidrs[{i}]", f"{cidr!r} is the whole internet: list the API server's addresses"
+        if not self.ports:
+            yield "ports", "required: the API server's ports (443, 6443 or minikube's 8443)"
+
+
+@dataclass(frozen=True)
 class FltkSettings:
     operator: ClassVar[str] = "trainingOperator"  # flstack:operators.trainingOperator, for PyTorchJobs
     required_namespace: ClassVar[str] = NAMESPACE
@@ -91,6 +115,7 @@ class FltkSettings:
 
     image: str = rule(valid=is_pinned_image, pattern_help=IMAGE_HELP)  # FLTK publishes none: your build
     experiment: str = rule()  # FLTK's arrival config, JSON text (e.g. configs/federated_tasks/*.json)
+    api_server: ApiServer = rule()  # the orchestrator's only egress besides DNS
     configuration: str | None = None  # FLTK's cluster configuration, JSON text; default: FLTK's example
     orchestrator_resources: Resources = field(default_factory=lambda: Resources(cpu="500m", memory="512Mi"))
     extractor_resources: Resources = field(default_factory=lambda: Resources(cpu="100m", memory="512Mi"))
@@ -334,11 +359,12 @@ def extractor_service(ns: str, labels: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def policies(ns: str, orchestrator_labels: dict[str, str]) -> list[dict[str, Any]]:
-    """On top of deny-all + DNS: FLTK's job pods reach each other (TensorPipe picks its ports at run time),
-    and the orchestrator reaches the Kubernetes API (its address is the cluster's: HTTPS ports only)."""
+def policies(ns: str, orchestrator_labels: dict[str, str], api: ApiServer) -> list[dict[str, Any]]:
+    """On top of the baseline: FLTK's job pods reach each other (TensorPipe picks its ports at run time),
+    and the orchestrator reaches the Kubernetes API server's listed addresses and ports."""
     workers = [{"podSelector": {"matchLabels": WORKER_LABELS}}]
-    api_ports = [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]
+    api_peers = [{"ipBlock": {"cidr": cidr}} for cidr in sorted(set(api.cidrs))]
+    api_ports = kube.tcp(*sorted(set(api.ports)))
     return [
         {
             "apiVersion": "networking.k8s.io/v1",
@@ -358,7 +384,7 @@ def policies(ns: str, orchestrator_labels: dict[str, str]) -> list[dict[str, Any
             "spec": {
                 "podSelector": {"matchLabels": kube.selector(orchestrator_labels)},
                 "policyTypes": ["Egress"],
-                "egress": [{"ports": api_ports}],
+                "egress": [{"to": api_peers, "ports": api_ports}],
             },
         },
     ]
@@ -392,7 +418,7 @@ class FltkFederation(pulumi.ComponentResource):
         waits = [
             # Default-deny both ways, DNS, the LimitRange backstop and the listed egress; then FLTK's own.
             *(kube.apply(obj, in_namespace) for obj in kube.baseline(ns, s.egress)),
-            *(kube.apply(p, in_namespace) for p in policies(ns, orchestrator_labels)),
+            *(kube.apply(p, in_namespace) for p in policies(ns, orchestrator_labels, s.api_server)),
             kube.apply(_rwx_claim("fl-log-claim", ns, s.volumes.log_size, shared, extractor_labels), kept),
             kube.apply(_rwx_claim("fl-server-claim", ns, s.volumes.output_size, shared, orchestrator_labels), kept),
             *(kube.apply(obj, in_namespace) for obj in rbac(ns, orchestrator_labels)),
@@ -412,6 +438,7 @@ class FltkFederation(pulumi.ComponentResource):
             "namespace": ns,
             "image": s.image,
             "tensorboardPortForward": f"kubectl -n {ns} port-forward svc/fl-extractor {port}:{port}",
+            "apiServer": {"cidrs": sorted(set(s.api_server.cidrs)), "ports": sorted(set(s.api_server.ports))},
             "orchestratorLogs": f"kubectl -n {ns} logs -f job/fltk-orchestrator",
             "jobs": f"kubectl -n {ns} get pytorchjobs",
         }

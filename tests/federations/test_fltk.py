@@ -20,6 +20,7 @@ from tools import stack_files
 from tools.render import Rendering
 
 IMAGE = "registry.example.com/fltk/fltk:2023-09"
+API = "192.168.49.2/32"
 
 
 def experiment(**system: Any) -> str:
@@ -33,7 +34,8 @@ def experiment(**system: Any) -> str:
 
 
 def fed(**settings: Any) -> dict[str, Any]:
-    return {"name": "fltk", "framework": "fltk", "fltk": {"image": IMAGE, "experiment": experiment(), **settings}}
+    base = {"image": IMAGE, "experiment": experiment(), "apiServer": {"cidrs": [API]}}
+    return {"name": "fltk", "framework": "fltk", "fltk": {**base, **settings}}
 
 
 def config(*federations: dict[str, Any], shared: str = "nfs", **top: Any) -> dict[str, Any]:
@@ -122,6 +124,11 @@ BAD = [
     (
         config(fed(experiment=experiment(configurations={"Master": {"cores": "1", "memory": "1 GB"}}))),
         "flstack:federations[0].fltk.experiment: not an FLTK arrival config flstack can read: Master memory '1 GB'",
+    ),
+    (config(fed(apiServer={})), "flstack:federations[0].fltk.apiServer.cidrs: required: the API server's addresses"),
+    (
+        config(fed(apiServer={"cidrs": ["0.0.0.0/0"]})),
+        "flstack:federations[0].fltk.apiServer.cidrs[0]: '0.0.0.0/0' is the whole internet",
     ),
     (
         config(fed(orchestratorResources={"cpu": "1"})),
@@ -261,7 +268,7 @@ def test_sigterm_handler_makes_a_python_pid_exit(tmp_path: Any) -> None:
 
 
 def test_expected_jobs_pass_model_webhook_and_schema_and_tolerate_the_taint() -> None:
-    settings = fltk.FltkSettings(image=IMAGE, experiment=experiment())
+    settings = fltk.FltkSettings(image=IMAGE, experiment=experiment(), api_server=fltk.ApiServer(cidrs=[API]))
     (job,) = fltk.expected_jobs(settings)
     assert kubeflow_checks.custom_resource_problems(job) == []
     specs = job["spec"]["pytorchReplicaSpecs"]
@@ -292,6 +299,8 @@ def test_network_job_pods_talk_to_each_other_the_orchestrator_to_the_api_only() 
     extractor = ("test", kube.labels("fltk", "extractor", "fltk"))
     assert net.connects(worker, master, 23456) and net.connects(master, worker, 40000)
     assert not net.connects(worker, extractor, 6006) and not net.connects(orchestrator, master, 23456)
-    assert net.reaches_address(orchestrator, "10.96.0.1", 443)  # the API server, wherever the cluster puts it
-    assert not net.reaches_address(orchestrator, "10.96.0.1", 80)
+    assert net.reaches_address(orchestrator, "192.168.49.2", 8443)  # the listed API server
+    assert not net.reaches_address(orchestrator, "192.168.49.2", 80)
+    assert not net.reaches_address(orchestrator, "203.0.113.7", 443)  # and nothing else
+    assert not net.reaches_address(worker, "192.168.49.2", 8443)
     assert net.reaches_address(worker, "10.20.0.5", 443) and not net.reaches_address(worker, "10.21.0.5", 443)

@@ -47,12 +47,21 @@ def _fate(cluster: netpol.Cluster, name: str, outputs: dict[str, Any]) -> list[D
     ]
 
 
+def _fltk(cluster: netpol.Cluster, name: str, outputs: dict[str, Any]) -> list[Dial]:
+    """FLTK's job pods are made by its orchestrator at run time; the orchestrator dials the API server."""
+    api = outputs["apiServer"]
+    addresses = [str(ipaddress.ip_network(c).network_address) for c in api["cidrs"]]
+    orchestrators = [p for p in cluster.pods if _component(p, name) == "orchestrator"]
+    return [(pod, f"{address}:{port}") for pod in orchestrators for address in addresses for port in api["ports"]]
+
+
 # Per framework: which of a federation's pods dial which of its stack outputs' addresses.
 CLIENTS: dict[str, Callable[[netpol.Cluster, str, dict[str, Any]], list[Dial]]] = {
     "flower": _coordinator("superlinkAddress", lambda pod, name: _component(pod, name) in {"supernode", "superexec"}),
     "nvflare": _coordinator("serverAddress", lambda pod, name: _component(pod, name) in {"site", "admin"}),
     "kubeflow": _coordinator("masterAddress", lambda pod, name: pod.labels.get(JOBSET) == name),  # node 0 too
     "fate": _fate,
+    "fltk": _fltk,
 }
 
 
