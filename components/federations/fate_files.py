@@ -82,6 +82,8 @@ def service_conf(me: Party, rabbitmq_password: str, sqlite_path: str, cores: int
                 "max_message_size": 1048576,
             },
         },
+        # Standalone tables go to fate_flow's data/ (on its volume); fate_flow needs the key even when empty.
+        "storage": {},
         "hook_module": {
             "client_authentication": "fate_flow.hook.flow.client_authentication",
             "site_authentication": "fate_flow.hook.flow.site_authentication",

@@ -146,6 +146,7 @@ def test_service_conf_uses_rabbitmq_federation_and_the_nginx_proxy(two: Renderin
     assert conf["federation"]["nginx"] == {"host": "proxy", "http_port": 9300, "protocol": "http"}
     assert conf["federation"]["rabbitmq"]["password"] == "mock-fate-10000-rabbitmq"  # the generated password
     assert conf["database"]["sqlite"]["path"].startswith(fate.FLOW_DIR + "/db/")
+    assert conf["storage"] == {}  # fate_flow's upload reads storage.<engine>; without the key it fails (None.get)
 
 
 def test_the_rabbitmq_password_is_a_pulumi_secret_and_never_in_a_config_map(two: Rendering) -> None:
