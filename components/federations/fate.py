@@ -150,9 +150,11 @@ class FateFederation(pulumi.ComponentResource):
         }
         if len(parties) >= 2:
             guest, host = parties[0], parties[1]
+            # The check KubeFATE users run by hand, from the guest's fateflow pod (its image's `flow` CLI).
             self.outputs["toy"] = (
-                f"kubectl -n {guest.namespace} exec statefulset/{files.FLOW} -- "
-                f"flow test toy -gid {guest.id} -hid {host.id}"
+                f"kubectl -n {guest.namespace} exec statefulset/{files.FLOW} -- sh -c "
+                f"'flow init --ip 127.0.0.1 --port {files.FLOW_HTTP_PORT} && "
+                f"flow test toy -gid {guest.id} -hid {host.id}'"
             )
         self.register_outputs({})
 

@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -112,29 +113,31 @@ def party_venv(root: Path, fate_bin: Path) -> Path:
     return venv
 
 
-def rss_mib(session: int) -> float:
-    """Resident memory of every process in a session (a party's fate_flow and the task processes it forks)."""
-    total = 0
+def rss_by_session() -> dict[int, float]:
+    """Resident memory (MiB) per session: a pod's process and everything it forks (fate_flow's task processes)."""
+    totals: dict[int, float] = {}
+    page = os.sysconf("SC_PAGE_SIZE")
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[3]) == session:  # field 6 of stat: the session id
-                total += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")  # field 24: rss in pages
+            session, rss = int(fields[3]), int(fields[21])  # stat fields 6 (session) and 24 (rss, pages)
         except (OSError, IndexError, ValueError):
             continue
-    return total / 2**20
+        totals[session] = totals.get(session, 0.0) + rss * page / 2**20
+    return totals
 
 
 class PeakMemory:
-    def __init__(self, sessions: dict[int, int]) -> None:
+    def __init__(self, sessions: dict[str, int]) -> None:
         self.sessions, self.peaks = sessions, dict.fromkeys(sessions, 0.0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
         while not self._stop.wait(0.5):
-            for party, session in self.sessions.items():
-                self.peaks[party] = max(self.peaks[party], rss_mib(session))
+            now = rss_by_session()
+            for name, session in self.sessions.items():
+                self.peaks[name] = max(self.peaks[name], now.get(session, 0.0))
 
     def __enter__(self) -> PeakMemory:
         self._thread.start()
@@ -160,56 +163,88 @@ def flow_ready(pod: netns.Pod) -> bool:
     return in_pod(pod, [sys.executable, "-c", probe], 15, {}).returncode == 0
 
 
-def test_toy_job_runs_between_the_parties_through_their_mtls_proxies(tmp_path: Path) -> None:
+FLOW_CLI = ["python", "-m", "fate_client.flow_cli.flow"]
+PSI_LR = Path(__file__).with_name("fate_psi_lr.py")
+
+
+@dataclass
+class Federation:
+    parties: list[fate_files.Party]
+    pods: dict[int, netns.Pod]
+    envs: dict[int, dict[str, str]]  # each party's environment for its `flow` and pipeline clients
+    procs: Processes
+
+    def run(self, party: int, args: list[str], timeout: float) -> str:
+        done = in_pod(self.pods[party], args, timeout, self.envs[party])
+        output = done.stdout + done.stderr
+        assert done.returncode == 0, f"{args} failed in party {party}:\n{output}\n{self.procs.logs()}"
+        return output
+
+
+@contextmanager
+def federation(tmp_path: Path) -> Iterator[Federation]:
+    """Both parties running from the rendered local-fate stack, each party's `flow` pointed at its fate_flow."""
     fate_bin = framework_bin("fate")
-    started = time.monotonic()
     rendering = render_tool.render(STACK, mocks_with_real_tls())
     parties = parties_of(rendering)
     assert [p.id for p in parties] == [GUEST, HOST]
     procs = Processes(tmp_path)
     try:
         with party_namespaces(parties) as pods:
-            flows = start_parties(rendering, parties, pods, procs, tmp_path, fate_bin)
-            guest, guest_env = pods[GUEST], flows[GUEST]
-            init = in_pod(
-                guest,
-                [
-                    "python",
-                    "-m",
-                    "fate_client.flow_cli.flow",
-                    "init",
-                    "--ip",
-                    "127.0.0.1",
-                    "--port",
-                    str(fate_files.FLOW_HTTP_PORT),
-                ],
-                60,
-                guest_env,
-            )
-            assert init.returncode == 0, init.stdout + init.stderr
-            sessions = {p: procs.running[f"fateflow-{p}"].pid for p in (GUEST, HOST)}
-            toy_started = time.monotonic()
-            with PeakMemory(sessions) as memory:
-                toy = in_pod(
-                    guest,
-                    ["python", "-m", "fate_client.flow_cli.flow", "test", "toy", "-gid", str(GUEST), "-hid", str(HOST)],
-                    TOY_SECONDS,
-                    guest_env,
+            envs = start_parties(rendering, parties, pods, procs, tmp_path, fate_bin)
+            running = Federation(parties, pods, envs, procs)
+            for party in parties:
+                running.run(
+                    party.id, [*FLOW_CLI, "init", "--ip", "127.0.0.1", "--port", str(fate_files.FLOW_HTTP_PORT)], 60
                 )
-            output = toy.stdout + toy.stderr
-            assert re.search(r"toy test job \S+ is success", output), f"{output}\n{procs.logs()}"
-            print(
-                f"\nFATE toy: {time.monotonic() - toy_started:.1f} s; whole test {time.monotonic() - started:.1f} s; "
-                + "; ".join(f"party {p} fate_flow peak RSS {mib:.0f} MiB" for p, mib in memory.peaks.items())
-            )
+            yield running
             procs.check_alive()
             # nginx logs a stream session when it ends: close the brokers' federation links first.
             stop_brokers(procs, parties)
     finally:
         procs.stop_all()
-    assert_traffic_went_through_the_mtls_links(procs, parties)
-    for party in parties:
-        assert_writes_only_to_volumes(tmp_path / f"party-{party.id}", fate_bin)
+
+
+def test_toy_job_runs_between_the_parties_through_their_mtls_proxies(tmp_path: Path) -> None:
+    started = time.monotonic()
+    with federation(tmp_path) as fed:
+        # Each process group is one pod's container: its peak resident memory sizes the requests and limits.
+        sessions = {name: proc.pid for name, proc in fed.procs.running.items()}
+        toy_started = time.monotonic()
+        with PeakMemory(sessions) as memory:
+            toy = in_pod(
+                fed.pods[GUEST],
+                [*FLOW_CLI, "test", "toy", "-gid", str(GUEST), "-hid", str(HOST)],
+                TOY_SECONDS,
+                fed.envs[GUEST],
+            )
+        output = toy.stdout + toy.stderr
+        assert re.search(r"toy test job \S+ is success", output), f"{output}\n{fed.procs.logs()}"
+        print(
+            f"\nFATE toy: {time.monotonic() - toy_started:.1f} s; whole test {time.monotonic() - started:.1f} s; "
+            + "; peak RSS "
+            + ", ".join(f"{name} {mib:.0f} MiB" for name, mib in sorted(memory.peaks.items()))
+        )
+    assert_traffic_went_through_the_mtls_links(fed.procs, fed.parties)
+    for party in fed.parties:
+        assert_writes_only_to_volumes(tmp_path / f"party-{party.id}", framework_bin("fate"))
+
+
+@pytest.mark.slow
+def test_psi_and_logistic_regression_between_the_parties(tmp_path: Path) -> None:
+    """Each party uploads its own half of the data to its own fate_flow; the guest runs PSI + CoordinatedLR."""
+    data = tmp_path / "data"
+    data.mkdir()
+    started = time.monotonic()
+    with federation(tmp_path) as fed:
+        fed.run(GUEST, ["python", str(PSI_LR), "data", str(data)], 60)
+        fed.run(GUEST, ["python", str(PSI_LR), "upload", str(data / "guest.csv"), "guest"], 300)
+        fed.run(HOST, ["python", str(PSI_LR), "upload", str(data / "host.csv"), "host"], 300)
+        output = fed.run(GUEST, ["python", str(PSI_LR), "fit", str(GUEST), str(HOST)], 900)
+        auc = float(re.findall(r"^AUC (\S+)$", output, re.M)[-1])
+        print(f"\nFATE PSI + CoordinatedLR: train AUC {auc:.4f}; {time.monotonic() - started:.0f} s")
+        assert auc > 0.8
+    assert_traffic_went_through_the_mtls_links(fed.procs, fed.parties)
 
 
 def assert_writes_only_to_volumes(home: Path, fate_bin: Path) -> None:
