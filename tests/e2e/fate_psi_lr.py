@@ -8,7 +8,6 @@ Run inside a party's environment (its fate_client knows its fate_flow from `flow
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import sys
@@ -72,21 +71,15 @@ def fit(guest: str, host: str) -> None:
     pipeline.fit()
     metrics = pipeline.get_task_info("evaluation_0").get_output_metric()
     auc = _find_auc(metrics)
-    print(json.dumps(metrics)[:2000])
     print(f"AUC {auc}")
 
 
 def _find_auc(tree: object) -> float:
-    """The `auc` value anywhere in FATE's metric output (its nesting changed between releases)."""
+    """The `auc` entry anywhere in the evaluation metrics (FATE 2.2: {"metric": "auc", "val": ...})."""
     if isinstance(tree, dict):
-        if str(tree.get("name", "")).lower() == "auc" and isinstance(tree.get("metric"), list):
-            return float(tree["metric"][0])
-        for key, value in tree.items():
-            if key.lower() == "auc" and isinstance(value, (int, float)):
-                return float(value)
-            found = _find_auc(value)
-            if not math.isnan(found):
-                return found
+        if tree.get("metric") == "auc" and isinstance(tree.get("val"), (int, float)):
+            return float(tree["val"])
+        tree = list(tree.values())
     if isinstance(tree, list):
         for item in tree:
             found = _find_auc(item)
