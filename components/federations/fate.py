@@ -70,8 +70,10 @@ class FateSettings:
     # (job_cores), and a job waits while the budget is spent. Not a CPU limit.
     cores: int = rule(8, min=4, max=1024)
     data_size: str = rule("10Gi", pattern=QUANTITY, pattern_help=QUANTITY_HELP)
+    # Measured peaks (resident memory, tests/e2e/test_fate_federation.py, toy job): fate_flow with its task
+    # processes 1.05 GiB, RabbitMQ 140 MiB, nginx 17 MiB. Memory requests are also the limits.
     flow_resources: Resources = field(default_factory=lambda: Resources(cpu="1", memory="2Gi"))
-    rabbitmq_resources: Resources = field(default_factory=lambda: Resources(cpu="250m", memory="512Mi"))
+    rabbitmq_resources: Resources = field(default_factory=lambda: Resources(cpu="250m", memory="768Mi"))
     proxy_resources: Resources = field(default_factory=lambda: Resources(cpu="100m", memory="64Mi"))
     # Destinations beyond the party's own pods, DNS and its peers' proxies (a data source), for every pod.
     egress: Egress = field(default_factory=Egress)

@@ -114,6 +114,8 @@ def rabbitmq_conf() -> str:
         f"management.tcp.port = {MANAGEMENT_PORT}\n"
         "# The fate user connects from the fateflow pod, never over loopback.\n"
         "loopback_users = none\n"
+        "# Publishers block above this share of the memory limit RabbitMQ reads from its cgroup (default 0.4).\n"
+        "vm_memory_high_watermark.relative = 0.6\n"
         "log.console = true\n"
         "log.console.level = info\n"
         "log.file = false\n"

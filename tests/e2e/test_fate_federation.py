@@ -222,7 +222,7 @@ def test_toy_job_runs_between_the_parties_through_their_mtls_proxies(tmp_path: P
         assert re.search(r"toy test job \S+ is success", output), f"{output}\n{fed.procs.logs()}"
         print(
             f"\nFATE toy: {time.monotonic() - toy_started:.1f} s; whole test {time.monotonic() - started:.1f} s; "
-            + "; peak RSS "
+            + "peak RSS "
             + ", ".join(f"{name} {mib:.0f} MiB" for name, mib in sorted(memory.peaks.items()))
         )
     assert_traffic_went_through_the_mtls_links(fed.procs, fed.parties)
