@@ -31,7 +31,8 @@ class Processes:
     def start(
         self, name: str, args: list[str], env: dict[str, str], cwd: Path | None = None
     ) -> subprocess.Popen[bytes]:
-        log = (self.log_dir / f"{name}.log").open("wb")
+        # Append mode: a process whose children reopen /dev/stdout (nginx workers) must not overwrite its lines.
+        log = (self.log_dir / f"{name}.log").open("ab")
         proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.running[name] = proc
         return proc
