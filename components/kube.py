@@ -64,6 +64,80 @@ class ClusterProvider(k8s.Provider):
             opts=opts,
         )
         self.objects_deleted_with = objects_deleted_with
+        # What `apply` derives the first up's order from: objects registered so far, by (kind, namespace, name),
+        # and per StorageClass name what must exist before a claim of that class binds.
+        self.registered: dict[tuple[str, str | None, str], pulumi.Resource] = {}
+        self.storage_ready: dict[str, list[pulumi.Resource]] = {}
+
+
+def storage_ready(provider: k8s.Provider, storage_class: str, *resources: pulumi.Resource) -> None:
+    """Claims of `storage_class` registered later wait for `resources` (its StorageClass, CSI driver, NFS server)
+    and, on destroy, go before them: no claim left pointing at a removed provisioner or export."""
+    if isinstance(provider, ClusterProvider):
+        provider.storage_ready.setdefault(storage_class, []).extend(resources)
+
+
+# Kinds whose pods mount what they reference: (kind -> path from the object to its pod spec).
+_POD_SPEC_PATHS = {
+    "Pod": ("spec",),
+    "Deployment": ("spec", "template", "spec"),
+    "StatefulSet": ("spec", "template", "spec"),
+    "DaemonSet": ("spec", "template", "spec"),
+    "ReplicaSet": ("spec", "template", "spec"),
+    "Job": ("spec", "template", "spec"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+}
+
+
+def _named(kind: str, name: Any) -> list[tuple[str, str]]:
+    return [(kind, name)] if isinstance(name, str) else []  # names still unknown (Outputs) cannot be looked up
+
+
+def pod_references(pod: dict[str, Any]) -> list[tuple[str, str]]:
+    """(kind, name) of every ServiceAccount, Secret, ConfigMap and claim a pod spec mounts or reads."""
+    refs = _named("ServiceAccount", pod.get("serviceAccountName"))
+    refs += [ref for s in pod.get("imagePullSecrets") or [] for ref in _named("Secret", s.get("name"))]
+    for volume in pod.get("volumes") or []:
+        refs += _named("Secret", (volume.get("secret") or {}).get("secretName"))
+        refs += _named("ConfigMap", (volume.get("configMap") or {}).get("name"))
+        refs += _named("PersistentVolumeClaim", (volume.get("persistentVolumeClaim") or {}).get("claimName"))
+        for source in (volume.get("projected") or {}).get("sources") or []:
+            refs += _named("Secret", (source.get("secret") or {}).get("name"))
+            refs += _named("ConfigMap", (source.get("configMap") or {}).get("name"))
+    for container in [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]:
+        for var in container.get("env") or []:
+            source = var.get("valueFrom") or {}
+            refs += _named("Secret", (source.get("secretKeyRef") or {}).get("name"))
+            refs += _named("ConfigMap", (source.get("configMapKeyRef") or {}).get("name"))
+        for source in container.get("envFrom") or []:
+            refs += _named("Secret", (source.get("secretRef") or {}).get("name"))
+            refs += _named("ConfigMap", (source.get("configMapRef") or {}).get("name"))
+    return refs
+
+
+def _prerequisites(obj: dict[str, Any], provider: ClusterProvider) -> list[pulumi.Resource]:
+    """What must exist before `obj` is created (and outlive it on destroy), among objects registered so far."""
+    ns = obj["metadata"].get("namespace")
+    if obj["kind"] == "PersistentVolumeClaim":
+        storage_class = (obj.get("spec") or {}).get("storageClassName")
+        return list(provider.storage_ready.get(storage_class, [])) if isinstance(storage_class, str) else []
+    pod: Any = obj
+    for key in _POD_SPEC_PATHS.get(obj["kind"], ("-",)):
+        pod = pod.get(key) if isinstance(pod, dict) else None
+    if not isinstance(pod, dict):
+        return []
+    found = {ref: provider.registered.get((ref[0], ns, ref[1])) for ref in sorted(set(pod_references(pod)))}
+    return [res for res in found.values() if res is not None]
+
+
+def ordered(obj: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.ResourceOptions:
+    """`opts` plus `depends_on` what `obj` needs on the first up: a claim its storage, a workload the
+    ServiceAccount, Secrets, ConfigMaps and claims it mounts (when registered through `apply` before it)."""
+    provider = opts.provider
+    if not isinstance(provider, ClusterProvider):
+        return opts
+    needs = _prerequisites(obj, provider)
+    return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=needs)) if needs else opts
 
 
 def bound(opts: pulumi.ResourceOptions) -> pulumi.ResourceOptions:
@@ -90,10 +164,15 @@ def apply(obj: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.CustomRes
     module = getattr(k8s, _GROUP_MODULES.get(group, "-"), None)
     cls = getattr(getattr(module, version, None), kind, None)
     fields = {_snake(k): v for k, v in obj.items() if k not in ("apiVersion", "kind")}
-    opts = bound(opts)
+    opts = bound(ordered(obj, opts))
+    resource: pulumi.CustomResource
     if cls is None:  # a custom resource (PyTorchJob, ...)
-        return k8s.apiextensions.CustomResource(logical, api_version=api_version, kind=kind, opts=opts, **fields)
-    return cls(logical, opts=opts, **fields)  # type: ignore[no-any-return]
+        resource = k8s.apiextensions.CustomResource(logical, api_version=api_version, kind=kind, opts=opts, **fields)
+    else:
+        resource = cls(logical, opts=opts, **fields)
+    if isinstance(opts.provider, ClusterProvider):
+        opts.provider.registered[(kind, meta.get("namespace"), meta["name"])] = resource
+    return resource
 
 
 def chart(

@@ -31,3 +31,42 @@ def test_scratch_volumes_pair_each_mount_with_an_empty_dir() -> None:
         {"name": "HOME", "value": "/home/app"},
         {"name": "A", "value": "1"},
     ]
+
+
+def test_pod_references_cover_every_way_a_pod_reads_an_object() -> None:
+    pod = {
+        "serviceAccountName": "sa",
+        "imagePullSecrets": [{"name": "pull"}],
+        "volumes": [
+            {"name": "a", "secret": {"secretName": "tls"}},
+            {"name": "b", "configMap": {"name": "conf"}},
+            {"name": "c", "persistentVolumeClaim": {"claimName": "state"}},
+            {"name": "d", "projected": {"sources": [{"secret": {"name": "p-s"}}, {"configMap": {"name": "p-c"}}]}},
+            {"name": "e", "emptyDir": {}},
+        ],
+        "initContainers": [{"name": "i", "envFrom": [{"secretRef": {"name": "init-env"}}]}],
+        "containers": [
+            {
+                "name": "m",
+                "env": [
+                    {"name": "X", "valueFrom": {"secretKeyRef": {"name": "key-s", "key": "k"}}},
+                    {"name": "Y", "valueFrom": {"configMapKeyRef": {"name": "key-c", "key": "k"}}},
+                    {"name": "Z", "value": "plain"},
+                ],
+                "envFrom": [{"configMapRef": {"name": "env-c"}}],
+            }
+        ],
+    }
+    assert sorted(kube.pod_references(pod)) == [
+        ("ConfigMap", "conf"),
+        ("ConfigMap", "env-c"),
+        ("ConfigMap", "key-c"),
+        ("ConfigMap", "p-c"),
+        ("PersistentVolumeClaim", "state"),
+        ("Secret", "init-env"),
+        ("Secret", "key-s"),
+        ("Secret", "p-s"),
+        ("Secret", "pull"),
+        ("Secret", "tls"),
+        ("ServiceAccount", "sa"),
+    ]

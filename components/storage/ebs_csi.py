@@ -30,16 +30,18 @@ class EbsCsi(pulumi.ComponentResource):
         )
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
         # WaitForFirstConsumer: an EBS volume lives in one zone, so create it where the pod lands.
-        kube.apply(
+        default = kube.apply(
             storage_class(
                 DEFAULT_CLASS, "ebs.csi.aws.com", dict(GP3_PARAMETERS), "Delete", "WaitForFirstConsumer", default=True
             ),
             k8s_opts,
         )
-        kube.apply(
+        retain = kube.apply(
             storage_class(RETAIN_CLASS, "ebs.csi.aws.com", dict(GP3_PARAMETERS), "Retain", "WaitForFirstConsumer"),
             k8s_opts,
         )
+        kube.storage_ready(cluster.provider, DEFAULT_CLASS, default, self.addon)
+        kube.storage_ready(cluster.provider, RETAIN_CLASS, retain, self.addon)
         self.default_class = DEFAULT_CLASS
         self.retain_class = RETAIN_CLASS
         self.register_outputs({"roleArn": self.role.arn, "defaultClass": DEFAULT_CLASS, "retainClass": RETAIN_CLASS})

@@ -78,10 +78,11 @@ class Efs(pulumi.ComponentResource):
             "directoryPerms": "700",
             "basePath": "/flstack",
         }
-        kube.apply(
+        shared_class = kube.apply(
             # EFS is elastic and the driver does not implement expansion: no allowVolumeExpansion.
             storage_class(CLASS, "efs.csi.aws.com", parameters, "Retain", "Immediate", expandable=False),
             pulumi.ResourceOptions(parent=self, provider=cluster.provider),
         )
+        kube.storage_ready(cluster.provider, CLASS, shared_class, self.addon)
         self.class_name = CLASS
         self.register_outputs({"fileSystemId": self.file_system.id, "roleArn": self.role.arn, "storageClass": CLASS})

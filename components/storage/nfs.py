@@ -56,13 +56,14 @@ class NfsServer(pulumi.ComponentResource):
         super().__init__("flstack:storage:Nfs", name, None, opts)
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=provider)
         # NFS-Ganesha runs as root with DAC_READ_SEARCH and SYS_RESOURCE: not allowed even by `baseline`,
-        # so this namespace (and only this one) is privileged.
+        # so this namespace (and only this one) is privileged. It holds the export's volume, which the retained
+        # claims of every federation point into: retained like them (deleting it would delete the data).
         namespace = kube.apply(
             kube.namespace(
                 NAMESPACE,
                 {"pod-security.kubernetes.io/enforce": "privileged", "pod-security.kubernetes.io/warn": "privileged"},
             ),
-            k8s_opts,
+            pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(retain_on_delete=True)),
         )
         # No NetworkPolicy here: kubelets on every node mount the exports. The LimitRange is the backstop.
         in_namespace = pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[namespace]))
@@ -76,5 +77,7 @@ class NfsServer(pulumi.ComponentResource):
             chart_values(data_class, size or DEFAULT_SIZE, image_digests),
             in_namespace,
         )
+        # Claims of the class wait for the server (its chart makes the class) and are destroyed before it.
+        kube.storage_ready(provider, CLASS, self.chart)
         self.class_name = CLASS
         self.register_outputs({"storageClass": CLASS, "namespace": NAMESPACE, "chartVersion": CHART_VERSION})

@@ -67,3 +67,70 @@ def test_existing_target_is_adopted_not_replaced() -> None:
     row = provider_row(rendering)
     assert "replaceWith" not in row["options"]  # type: ignore[operator]
     assert by_name(rendering.resources(), "pulumi:providers:kubernetes")["cluster-k8s"]["inputs"]["context"] == "lab"
+
+
+def depends_on(rendering: Rendering, type_token: str, name: str) -> list[str]:
+    return by_name(rendering.resources(), type_token)[name]["options"]["dependsOn"]  # type: ignore[no-any-return]
+
+
+CLAIM = "kubernetes:core/v1:PersistentVolumeClaim"
+
+
+def test_an_ebs_claim_waits_for_its_storage_class_and_the_csi_driver() -> None:
+    needs = depends_on(render_stack("eks-flower"), CLAIM, "persistentvolumeclaim:demo/superlink-state")
+    assert "kubernetes:storage.k8s.io/v1:StorageClass::storageclass:gp3-retain" in needs
+    assert "aws:eks/addon:Addon::storage-ebs-driver" in needs
+
+
+NFS_FLOWER = {
+    "target": MINIKUBE,
+    "storage": {"shared": {"kind": "nfs"}},
+    "federations": [{"name": "demo", "framework": "flower", "flower": {"sharedData": {"size": "1Gi"}}}],
+}
+
+
+def test_nfs_consumers_wait_for_the_server_and_go_before_it_and_its_namespace_is_retained() -> None:
+    rendering = render(NFS_FLOWER)
+    assert "kubernetes:helm.sh/v4:Chart::storage-nfs" in depends_on(
+        rendering, CLAIM, "persistentvolumeclaim:demo/shared-data"
+    )
+    namespace = by_name(rendering.resources(), "kubernetes:core/v1:Namespace")["namespace:flstack-nfs"]
+    assert namespace["options"]["retainOnDelete"] is True  # it holds the export's volume
+
+
+WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "Pod")
+
+
+def mounted(pod: dict[str, object]) -> set[tuple[str, str]]:
+    """A pod's ServiceAccount and the Secrets, ConfigMaps and claims of its volumes (read from the manifest)."""
+    refs = {("ServiceAccount", pod["serviceAccountName"])} if "serviceAccountName" in pod else set()
+    for volume in pod.get("volumes", []):  # type: ignore[attr-defined]
+        for kind, key, field in (
+            ("Secret", "secret", "secretName"),
+            ("ConfigMap", "configMap", "name"),
+            ("PersistentVolumeClaim", "persistentVolumeClaim", "claimName"),
+        ):
+            if key in volume:
+                refs.add((kind, volume[key][field]))
+    return refs  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_workloads_wait_for_what_they_mount(stack: str) -> None:
+    """Created in one `up` with no order, a pod could start before its Secret, ConfigMap or ServiceAccount."""
+    rendering = render_stack(stack)
+    rows = {r["name"]: r for r in rendering.resources() if r["type"].startswith("kubernetes:")}
+    checked = 0
+    for obj in rendering.manifests():
+        if obj["kind"] not in WORKLOADS:
+            continue
+        meta = obj["metadata"]
+        pod = obj["spec"] if obj["kind"] == "Pod" else obj["spec"]["template"]["spec"]
+        needs = rows[f"{obj['kind'].lower()}:{meta['namespace']}/{meta['name']}"]["options"]["dependsOn"]
+        for kind, name in mounted(pod):
+            logical = f"{kind.lower()}:{meta['namespace']}/{name}"
+            if logical in rows:  # created by this stack (not e.g. the default ServiceAccount)
+                assert f"{rows[logical]['type']}::{logical}" in needs, (obj["kind"], meta["name"], kind, name)
+                checked += 1
+    if not checked:
+        pytest.skip(f"{stack} has no workload mounting objects of its own")
