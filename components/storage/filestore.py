@@ -33,9 +33,10 @@ class Filestore(pulumi.ComponentResource):
         if kms_key:
             parameters["instance-encryption-kms-key"] = kms_key
         # One instance per claim; Retain: the shared data outlives its claim and a `pulumi destroy`.
-        kube.apply(
+        shared_class = kube.apply(
             storage_class(CLASS, PROVISIONER, parameters, "Retain", "WaitForFirstConsumer"),
             pulumi.ResourceOptions(parent=self, provider=provider),
         )
+        kube.storage_ready(provider, CLASS, shared_class)
         self.class_name = CLASS
         self.register_outputs({"storageClass": CLASS, "tier": TIER, "minimumSize": MINIMUM_SIZE})

@@ -27,9 +27,10 @@ class PdCsi(pulumi.ComponentResource):
         super().__init__("flstack:storage:PdCsi", name, None, opts)
         # WaitForFirstConsumer: a zonal disk is created in the zone the pod lands in. GKE's own default class
         # (standard-rwo) is left as it is: flstack names its class on every claim.
-        kube.apply(
+        retain = kube.apply(
             storage_class(RETAIN_CLASS, PROVISIONER, parameters(kms_key), "Retain", "WaitForFirstConsumer"),
             pulumi.ResourceOptions(parent=self, provider=provider),
         )
+        kube.storage_ready(provider, RETAIN_CLASS, retain)
         self.retain_class = RETAIN_CLASS
         self.register_outputs({"retainClass": RETAIN_CLASS})

@@ -66,14 +66,15 @@ def test_moving_local_flower_to_a_cloud_changes_only_target_and_storage(
     assert [k for k in changes.removed if not is_platform(k, before)] == []
     assert [k for k in changes.added if not is_platform(k, after)] == []
     # Changed rows that belong to a federation may differ only where they name a storage class, and in
-    # the lifecycle link to the cluster (minikube's objects go with `minikube delete`; a cloud's are deleted).
+    # the lifecycle links to the target: minikube's objects go with `minikube delete` (a cloud's are deleted),
+    # and a claim waits for the target's storage class (dependsOn).
     federation_changes = {
         k: [p for p in paths if p != "options.deletedWith"]
         for k, paths in changes.changed.items()
         if not is_platform(k, after)
     }
     federation_changes = {k: paths for k, paths in federation_changes.items() if paths}
-    assert federation_changes == {CLAIM: ["inputs.spec.storageClassName"]}
+    assert federation_changes == {CLAIM: ["inputs.spec.storageClassName", "options.dependsOn"]}
     assert before[CLAIM]["inputs"]["spec"]["storageClassName"] == "standard"
     assert after[CLAIM]["inputs"]["spec"]["storageClassName"] == state_class
 
