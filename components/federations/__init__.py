@@ -22,7 +22,7 @@ from components.operators import Operators
 from components.storage import Storage
 from components.targets import Target
 
-from . import fate, flower, fltk, kubeflow, nvflare
+from . import fate, fedml, flower, fltk, kubeflow, nvflare
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ FRAMEWORKS: dict[str, Any] = {
     "kubeflow": kubeflow.KubeflowFederation,
     "fate": fate.FateFederation,
     "fltk": fltk.FltkFederation,
+    "fedml": fedml.FedmlFederation,
 }
 SETTINGS: dict[str, type] = {name: component.Settings for name, component in FRAMEWORKS.items()}
 registry.FRAMEWORKS.update(FRAMEWORKS)

@@ -77,8 +77,11 @@ def materialize(
     root: Path,
     pod_index: int = 0,
     host_map: dict[str, str] | None = None,
+    map_files: bool = False,
 ) -> LocalContainer:
-    """The container `container_name` of pod `pod_index` of a Deployment/StatefulSet, ready to run under `root`."""
+    """The container (or init container) `container_name` of pod `pod_index` of a Deployment/StatefulSet, ready
+    to run under `root`. `map_files`: mount paths inside mounted files are mapped too (config files naming
+    other mounted files)."""
     namespace = workload["metadata"]["namespace"]
     template = workload["spec"]["template"]
     pod = template["spec"]
@@ -87,17 +90,15 @@ def materialize(
     labels = {**template["metadata"].get("labels", {})}
     if workload["kind"] == "StatefulSet":
         labels[POD_INDEX_LABEL] = str(ordinal)
-    container = next(c for c in pod["containers"] if c["name"] == container_name)
+    container = next(c for c in [*pod.get("initContainers", []), *pod["containers"]] if c["name"] == container_name)
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
 
     mounts: dict[str, Path] = {}
+    volume_files: dict[Path, dict[str, str]] = {}
     for mount in container.get("volumeMounts", []):
         local = root / pod_name / mount["name"]
         local.mkdir(parents=True, exist_ok=True)
-        files = _volume_files(rendering, namespace, volumes[mount["name"]]) or {}
-        for key, text in files.items():
-            (local / key).parent.mkdir(parents=True, exist_ok=True)  # projected items may name subdirectories
-            (local / key).write_text(text)
+        volume_files[local] = _volume_files(rendering, namespace, volumes[mount["name"]]) or {}
         mounts[mount["mountPath"]] = local
 
     env: dict[str, str] = {}
@@ -117,6 +118,10 @@ def materialize(
             text = text.replace(host, target)
         return text
 
+    for local, files in volume_files.items():
+        for key, text in files.items():
+            (local / key).parent.mkdir(parents=True, exist_ok=True)  # projected items may name subdirectories
+            (local / key).write_text(map_text(text) if map_files else text)
     env = {k: map_text(v) for k, v in env.items()}
     args = [map_text(expand(a, env)) for a in [*container.get("command", []), *container.get("args", [])]]
     return LocalContainer(args=args, env=env, mounts=mounts)

@@ -1,0 +1,177 @@
+"""A real FedML 0.9.6 cross-silo federation, started from exactly what the rendered manifests put in the pods.
+
+Render the local-fedml stack, take the server's and both clients' command, args, env and mounted files
+(fedml_config.yaml and the gRPC ip-config CSV from the ConfigMap) from the manifests, and run the in-repo
+app (examples/fedml-smoke, what the stack's image holds at /app) with the real fedml, each pod in its own
+network namespace. The DNS names in the CSV resolve, inside each pod only, to the namespace standing in
+for that Service or pod. Client pods run their rendered init container first, as the kubelet does.
+
+Test-only differences from a pod: paths are mapped to temp dirs, `python3` is .venv-fedml's python, and
+PYTHONPATH carries a shim for PyPI's CUDA-linked torchvision beside the CPU torch (see fedml_shim/).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e import netns
+from tests.e2e.pods import LocalContainer, materialize
+from tests.e2e.processes import Processes, base_env, framework_bin
+from tools import render
+from tools.stack_files import ROOT
+
+pytestmark = pytest.mark.e2e
+
+STACK = "local-fedml"
+NS = "fedml"
+APP = ROOT / "examples" / "fedml-smoke" / "fl_node.py"
+APP_IN_IMAGE = "/app/fl_node.py"  # where examples/fedml-smoke/Dockerfile puts it
+SHIM = Path(__file__).with_name("fedml_shim")
+RUN_TIMEOUT = 420  # three imports of fedml+torch on 2 shared cores, then 3 rounds
+RANKS = (1, 2)
+TEST_ACC = re.compile(r"'test_acc': ([0-9.]+)")
+
+
+def spec(workload: dict[str, Any]) -> dict[str, Any]:
+    return dict(workload["spec"]["template"]["spec"])
+
+
+def hosts(rendering: render.Rendering, clients: int) -> tuple[dict[str, str], dict[int, dict[str, str]]]:
+    """Name -> address inside the server pod, and inside each client pod, from the rendered ip-config rows."""
+    csv = rendering.find("ConfigMap", "fedml-config", NS)["data"]["grpc_ipconfig.csv"]
+    rows = [line.split(",") for line in csv.strip().splitlines()[1:]]
+    names = {int(rank): ingress for _, rank, _, _, ingress in rows}
+    assert sorted(names) == list(range(clients + 1))
+    # Link i joins the server (hub, 10.213.i.1) and client i (10.213.i.2); clients never dial each other.
+    server = {names[rank]: f"10.213.{rank}.2" for rank in range(1, clients + 1)}
+    return server, {rank: {names[0]: netns.hub_address(rank)} for rank in range(1, clients + 1)}
+
+
+def node_command(pod: netns.Pod, bin_dir: Path, container: LocalContainer) -> list[str]:
+    """The rendered command with the image's interpreter and app path mapped to this machine's."""
+    args = container.args
+    assert args[:2] == ["python3", APP_IN_IMAGE], args
+    return pod.command([str(bin_dir / "python"), str(APP), *args[2:]])
+
+
+def python_step(pod: netns.Pod, bin_dir: Path, container: LocalContainer) -> list[str]:
+    """An init container or exec probe of the manifests: `python3 -c SCRIPT ARGS...`."""
+    assert container.args[:2] == ["python3", "-c"], container.args
+    return pod.command([str(bin_dir / "python"), *container.args[1:]])
+
+
+def pod_env(bin_dir: Path, container: LocalContainer, shim: bool = True) -> dict[str, str]:
+    env = {**base_env(bin_dir), **container.env}
+    if shim:  # only the FedML nodes import torchvision
+        env["PYTHONPATH"] = str(SHIM)
+    if "/tmp" in container.mounts:
+        env["TMPDIR"] = str(container.mounts["/tmp"])  # the pod's /tmp is its own emptyDir
+    return env
+
+
+def liveness_ok(pod: netns.Pod, bin_dir: Path, workload: dict[str, Any], env: dict[str, str]) -> bool:
+    """Runs the client's rendered exec liveness probe inside its pod."""
+    probe = spec(workload)["containers"][0]["livenessProbe"]["exec"]["command"]
+    assert probe[:2] == ["python3", "-c"]
+    out = subprocess.run(
+        pod.command([str(bin_dir / "python"), *probe[1:]]), env=env, capture_output=True, timeout=30, check=False
+    )
+    return out.returncode == 0
+
+
+def wait_exit(procs: Processes, names: list[str], timeout: float) -> dict[str, int]:
+    deadline = time.monotonic() + timeout
+    codes: dict[str, int] = {}
+    for name in names:
+        try:
+            codes[name] = procs.running[name].wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{name} still running after {timeout}s\n{procs.logs()}") from None
+    return codes
+
+
+@pytest.mark.parametrize("order", ["server-first", "clients-first"])
+def test_real_fedml_federation_trains_over_grpc(tmp_path: Path, order: str) -> None:
+    why_not = netns.available()
+    if why_not:
+        pytest.fail(f"cannot run the FedML federation here: {why_not}")
+    bin_dir = framework_bin("fedml")
+    rendering = render.render(STACK)
+    outputs = rendering.outputs()["federations"][NS]
+    clients, rounds = outputs["clients"], outputs["rounds"]
+    assert clients == 2
+    server_deploy = rendering.find("Deployment", "fedml-server", NS)
+    client_sts = rendering.find("StatefulSet", "fedml-clients", NS)
+    assert client_sts["spec"]["replicas"] == clients
+    server_hosts, client_hosts = hosts(rendering, clients)
+    pods_dir = tmp_path / "pods"
+
+    server = materialize(rendering, server_deploy, "server", pods_dir, map_files=True)
+    # Client i is pod index i-1 of the StatefulSet (its ordinals start at 1: pod fedml-clients-i, rank i).
+    nodes = {f"client{i}": materialize(rendering, client_sts, "client", pods_dir, i - 1, map_files=True) for i in RANKS}
+    waits = {f"client{i}": materialize(rendering, client_sts, "wait-for-server", pods_dir, i - 1) for i in RANKS}
+    assert server.env["FEDML_RANK"] == "0"
+    assert [nodes[f"client{i}"].env["FEDML_RANK"] for i in RANKS] == ["1", "2"]  # pod index = rank
+    assert server.env["FEDML_ENV_VERSION"] == "local"  # the hosted-platform probe stays on loopback
+
+    procs = Processes(tmp_path)
+    with netns.pods(["server", "client1", "client2"]) as pods:
+        try:
+            with (
+                netns.host_names(pods["server"], server_hosts),
+                netns.host_names(pods["client1"], client_hosts[1]),
+                netns.host_names(pods["client2"], client_hosts[2]),
+            ):
+                run_federation(procs, pods, bin_dir, server, nodes, waits, client_sts, server_deploy, order)
+                codes = wait_exit(procs, ["server", "client1", "client2"], RUN_TIMEOUT)
+        finally:
+            procs.stop_all()
+
+    assert codes == {"server": 0, "client1": 0, "client2": 0}, procs.logs()
+    server_log = (tmp_path / "server.log").read_text(errors="replace")
+    accuracy = [float(v) for v in TEST_ACC.findall(server_log)]
+    assert len(accuracy) == rounds, (accuracy, procs.logs())
+    assert accuracy[-1] > accuracy[0], accuracy  # FedAvg over both silos learned something
+
+
+def run_federation(
+    procs: Processes,
+    pods: dict[str, netns.Pod],
+    bin_dir: Path,
+    server: LocalContainer,
+    nodes: dict[str, LocalContainer],
+    waits: dict[str, LocalContainer],
+    client_sts: dict[str, Any],
+    server_deploy: dict[str, Any],
+    order: str,
+) -> None:
+    def start_server() -> None:
+        cwd = server.local(spec(server_deploy)["containers"][0]["workingDir"])
+        procs.start("server", node_command(pods["server"], bin_dir, server), pod_env(bin_dir, server), cwd)
+
+    def start_client(name: str) -> None:
+        node = nodes[name]
+        cwd = node.local(spec(client_sts)["containers"][0]["workingDir"])
+        procs.start(name, node_command(pods[name], bin_dir, node), pod_env(bin_dir, node), cwd)
+
+    if order == "server-first":
+        start_server()
+    for name, wait in waits.items():  # the kubelet runs init containers before the pod's containers
+        procs.start(f"{name}-wait", python_step(pods[name], bin_dir, wait), pod_env(bin_dir, wait, shim=False))
+    if order == "clients-first":
+        time.sleep(5)
+        for name in waits:  # nobody there yet: the init containers hold the clients back
+            assert procs.running[f"{name}-wait"].poll() is None, procs.log(f"{name}-wait")
+            assert not liveness_ok(pods[name], bin_dir, client_sts, pod_env(bin_dir, waits[name], shim=False))
+        start_server()
+    for code in wait_exit(procs, [f"{name}-wait" for name in waits], 120).values():
+        assert code == 0, procs.logs()
+    for name in waits:
+        assert liveness_ok(pods[name], bin_dir, client_sts, pod_env(bin_dir, waits[name], shim=False))
+        start_client(name)
