@@ -137,6 +137,9 @@ class FedmlSettings:
     def shared_storage_keys(self) -> list[str]:
         return ["sharedData"] if self.shared_data is not None else []
 
+    def shared_storage_claims(self) -> list[tuple[str, str]]:
+        return [("sharedData.size", self.shared_data.size)] if self.shared_data is not None else []
+
     def check(self) -> Iterator[tuple[str, str]]:
         if self.exposure.type != "ClusterIP":
             yield (
