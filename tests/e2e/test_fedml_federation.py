@@ -124,9 +124,9 @@ def test_real_fedml_federation_trains_over_grpc(tmp_path: Path, order: str) -> N
     with netns.pods(["server", "client1", "client2"]) as pods:
         try:
             with (
-                netns.host_names(pods["server"], server_hosts),
-                netns.host_names(pods["client1"], client_hosts[1]),
-                netns.host_names(pods["client2"], client_hosts[2]),
+                netns.etc_hosts(pods["server"], server_hosts),
+                netns.etc_hosts(pods["client1"], client_hosts[1]),
+                netns.etc_hosts(pods["client2"], client_hosts[2]),
             ):
                 run_federation(procs, pods, bin_dir, server, nodes, waits, client_sts, server_deploy, order)
                 codes = wait_exit(procs, ["server", "client1", "client2"], RUN_TIMEOUT)
