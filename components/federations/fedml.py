@@ -23,7 +23,7 @@ import yaml
 
 from components import kube
 from components.config import FederationConfig
-from components.config.model import Exposure, Resources
+from components.config.model import Egress, Exposure, Resources
 from components.config.schema import Secret, rule
 
 from .flower import SharedData
@@ -131,8 +131,15 @@ class FedmlSettings:
     server_resources: Resources = field(default_factory=lambda: Resources(cpu="500m", memory="1Gi"))
     client_resources: Resources = field(default_factory=lambda: Resources(cpu="500m", memory="1Gi"))
     exposure: Exposure = field(default_factory=Exposure)  # only ClusterIP: see check()
+    # Where the pods may connect besides their peers and DNS (a dataset server; default: nowhere).
+    egress: Egress = field(default_factory=Egress)
     shared_data: SharedData | None = None
     agents: FedmlAgents | None = None
+
+    def images(self) -> list[str]:
+        """The `repository:tag` images this federation runs (flstack:imageDigests may pin them)."""
+        ref = self.agents.image if self.mode == "agents" and self.agents is not None else self.image
+        return [ref] if ref and "@" not in ref else []
 
     def shared_storage_keys(self) -> list[str]:
         return ["sharedData"] if self.shared_data is not None else []
@@ -234,8 +241,10 @@ class FedmlFederation(pulumi.ComponentResource):
         self.name, self.settings = name, s
         namespace = kube.apply(kube.namespace(ns), platform.opts(self, retain_on_delete=True))
         namespace_opts = platform.opts(self, depends_on=[namespace])
-        kube.apply(kube.deny_all(ns), namespace_opts)
-        kube.apply(kube.allow_dns(ns), namespace_opts)
+        self._platform = platform
+        # Default-deny both ways, DNS, the LimitRange backstop and the listed egress; then each mode's peers.
+        for obj in kube.baseline(ns, s.egress):
+            kube.apply(obj, namespace_opts)
         # FedML never talks to the Kubernetes API: an account without a token.
         kube.apply(kube.service_account("fedml", ns, self._labels("federation")), namespace_opts)
         if s.mode == "agents":
@@ -308,7 +317,7 @@ class FedmlFederation(pulumi.ComponentResource):
             mounts.append({"name": "data", "mountPath": s.shared_data.mount_path, "readOnly": s.shared_data.read_only})
         return {
             "name": role,
-            "image": s.image,
+            "image": self._platform.image(s.image),
             "imagePullPolicy": "IfNotPresent",
             "command": list(s.command),
             "args": self.node_args(role),
@@ -371,7 +380,7 @@ class FedmlFederation(pulumi.ComponentResource):
         """A small python3 step in the user's image (which has Python: it runs FedML)."""
         return {
             "name": name,
-            "image": self.settings.image,
+            "image": self._platform.image(self.settings.image),
             "imagePullPolicy": "IfNotPresent",
             "command": ["python3", "-c", script, *argv],
             "resources": Resources(cpu="10m", memory="64Mi").manifest(),
@@ -463,13 +472,14 @@ class FedmlFederation(pulumi.ComponentResource):
         ]
         container = {
             "name": "agent",
-            "image": agents.image,
+            "image": self._platform.image(agents.image),
             "imagePullPolicy": "IfNotPresent",
             "env": env,
+            # HOME holds what the charts keep on a hostPath (/home/fedml/fedml-client|server).
             "volumeMounts": [*SCRATCH_MOUNTS],
             "resources": agents.resources.manifest(),
-            # Writable root: the agent pip-installs each run's packages into the image's Python.
-            "securityContext": kube.container_security(read_only_root=False),
+            # Read-only root like every flstack pod: a run's packages must be in the image, not pip-installed.
+            "securityContext": kube.container_security(),
         }
         pod = {
             "serviceAccountName": "fedml",

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from components import kube
 from components.config import ConfigError
 from tests.helpers import MINIKUBE, render, schema_errors
+from tests.netpol import Network
 from tools.render import Rendering
 
 IMAGE = "registry.example/fedml-app:1.0"
@@ -216,8 +216,7 @@ def test_pods_are_non_root_read_only_tokenless_and_sized(mode: str) -> None:
             assert c["resources"]["limits"]["memory"]
             assert c["securityContext"]["allowPrivilegeEscalation"] is False
             assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
-            # The agents pip-install each run's packages: the only writable root filesystem.
-            assert c["securityContext"]["readOnlyRootFilesystem"] is (mode == "crossSilo")
+            assert c["securityContext"]["readOnlyRootFilesystem"] is True
             assert c["imagePullPolicy"] == "IfNotPresent"
     ns = rendering.find("Namespace", "fl")
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
@@ -237,62 +236,74 @@ def test_shared_data_is_a_retained_rwx_claim_mounted_into_every_node() -> None:
 
 # --- network policies -----------------------------------------------------------------------------
 
-
-def _selected(policy: dict[str, Any], labels: dict[str, str]) -> bool:
-    return all(labels.get(k) == v for k, v in policy["spec"]["podSelector"].get("matchLabels", {}).items())
+DNS = ("kube-system", {"k8s-app": "kube-dns"})
 
 
-def allowed(rendering: Rendering, labels: dict[str, str], direction: str) -> set[tuple[str, int]] | None:
-    """What the namespace's policies let a pod with `labels` talk to in `direction` ('ingress'/'egress'),
-    as (peer, port), peers named by the workload they select ('dns' for cluster DNS). None: not isolated."""
-    policy_type = direction.capitalize()
-    named = {o["metadata"]["name"]: o["spec"]["template"]["metadata"]["labels"] for o in workloads(rendering)}
-    policies = [
-        p
+def labels_of(rendering: Rendering, kind: str, name: str) -> tuple[str, dict[str, str]]:
+    return "fl", rendering.find(kind, name, "fl")["spec"]["template"]["metadata"]["labels"]
+
+
+def own_policies(rendering: Rendering, pod: tuple[str, dict[str, str]], direction: str) -> list[str]:
+    """Policies that select this pod by its labels (not the namespace-wide default-deny) for `direction`."""
+    return [
+        p["metadata"]["name"]
         for p in rendering.manifests()
-        if p["kind"] == "NetworkPolicy" and policy_type in p["spec"]["policyTypes"] and _selected(p, labels)
+        if p["kind"] == "NetworkPolicy"
+        and p["spec"]["podSelector"].get("matchLabels")
+        and direction in p["spec"]["policyTypes"]
+        and kube_selects(p["spec"]["podSelector"]["matchLabels"], pod[1])
     ]
-    if not policies:
-        return None
-    out: set[tuple[str, int]] = set()
-    for policy in policies:
-        for rule in policy["spec"].get(direction, []):
-            peers = rule.get("from" if direction == "ingress" else "to")
-            assert peers, f"{policy['metadata']['name']}: a rule open to every peer"
-            ports = [p["port"] for p in rule["ports"]]
-            for peer in peers:
-                if peer == kube.DNS_PEER:
-                    out |= {("dns", port) for port in ports}
-                    continue
-                assert set(peer) == {"podSelector"}, peer  # no namespaces, no ipBlocks: this namespace's pods
-                match = sorted(n for n, pod in named.items() if kube_selects(peer["podSelector"]["matchLabels"], pod))
-                out |= {(n, port) for n in match for port in ports}
-    return out
 
 
 def test_each_node_talks_only_to_its_peers_and_dns() -> None:
     rendering = render(cross_silo())
-    server = rendering.find("Deployment", "fedml-server", "fl")["spec"]["template"]["metadata"]["labels"]
-    client = rendering.find("StatefulSet", "fedml-clients", "fl")["spec"]["template"]["metadata"]["labels"]
-    dns = {("dns", 53)}
-    assert allowed(rendering, server, "ingress") == {("fedml-clients", 8890)}
-    assert allowed(rendering, server, "egress") == {("fedml-clients", 8890)} | dns
-    assert allowed(rendering, client, "ingress") == {("fedml-server", 8890)}
-    assert allowed(rendering, client, "egress") == {("fedml-server", 8890)} | dns
-    # A pod of another federation (or anything else in the namespace) is denied both ways.
-    stranger = {**client, "app.kubernetes.io/part-of": "other"}
-    assert allowed(rendering, stranger, "ingress") == set() and allowed(rendering, stranger, "egress") == dns
+    net = Network(rendering.manifests())
+    server = labels_of(rendering, "Deployment", "fedml-server")
+    client = labels_of(rendering, "StatefulSet", "fedml-clients")
+    for pod in (server, client):  # selected by its own ingress and egress policy, not only the default-deny
+        assert own_policies(rendering, pod, "Ingress") and own_policies(rendering, pod, "Egress")
+    assert net.connects(client, server, 8890) and net.connects(server, client, 8890)  # both dial each other
+    assert not net.connects(client, client, 8890)  # clients never talk to each other
+    assert not net.connects(client, server, 8891) and not net.connects(server, client, 22)
+    stranger = ("fl", {**client[1], "app.kubernetes.io/part-of": "other"})  # another federation's client
+    net.namespaces["other"] = {"kubernetes.io/metadata.name": "other"}
+    outsider = ("other", client[1])  # same labels, another namespace
+    for pod in (server, client):
+        assert net.connects(pod, DNS, 53)
+        assert not net.reaches_address(pod, "169.254.169.254", 80)  # the cloud metadata service
+        assert not net.reaches_address(pod, "93.184.216.34", 443)
+        for other in (stranger, outsider):
+            assert not net.connects(other, pod, 8890) and not net.connects(pod, other, 8890)
 
 
-def test_agents_accept_nothing_and_dial_only_the_public_platform() -> None:
+def test_listed_egress_is_the_only_way_out() -> None:
+    rendering = render(cross_silo(egress={"cidrs": ["10.20.0.0/16"], "ports": [443]}))
+    net = Network(rendering.manifests())
+    client = labels_of(rendering, "StatefulSet", "fedml-clients")
+    assert net.reaches_address(client, "10.20.1.2", 443)
+    assert not net.reaches_address(client, "10.20.1.2", 80) and not net.reaches_address(client, "10.21.0.1", 443)
+
+
+def test_agents_accept_nothing_and_dial_only_public_addresses_on_the_platform_ports() -> None:
     rendering = render_agents()
-    labels = rendering.find("Deployment", "fedml-edge-client-0", "fl")["spec"]["template"]["metadata"]["labels"]
-    assert allowed(rendering, labels, "ingress") == set()
-    policy = rendering.find("NetworkPolicy", "fedml-agents", "fl")
-    (rule,) = policy["spec"]["egress"]
-    (block,) = rule["to"]
-    assert block["ipBlock"]["cidr"] == "0.0.0.0/0" and "10.0.0.0/8" in block["ipBlock"]["except"]
-    assert [p["port"] for p in rule["ports"]] == [443, 1883]
+    net = Network(rendering.manifests())
+    agent = labels_of(rendering, "Deployment", "fedml-edge-client-0")
+    other_agent = labels_of(rendering, "Deployment", "fedml-edge-server-0")
+    assert own_policies(rendering, agent, "Ingress") and own_policies(rendering, agent, "Egress")
+    assert not net.connects(other_agent, agent, 9988)
+    assert net.reaches_address(agent, "93.184.216.34", 443) and net.reaches_address(agent, "93.184.216.34", 1883)
+    assert not net.reaches_address(agent, "93.184.216.34", 80)
+    assert not net.reaches_address(agent, "10.96.0.1", 443)  # nothing inside the cluster (API server included)
+    assert not net.reaches_address(agent, "169.254.169.254", 80)
+
+
+def test_image_digests_pin_every_container() -> None:
+    digest = "sha256:" + "ab" * 32
+    rendering = render({**cross_silo(), "imageDigests": {IMAGE: digest}})
+    for obj in workloads(rendering):
+        pod = obj["spec"]["template"]["spec"]
+        for c in [*pod.get("initContainers", []), *pod["containers"]]:
+            assert c["image"] == f"{IMAGE}@{digest}"
 
 
 # --- agents ---------------------------------------------------------------------------------------

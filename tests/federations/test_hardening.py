@@ -34,6 +34,7 @@ VARIANTS = {
     "flower-partial-resources": stack("flower", supernodes=1, superlinkResources={"cpu": "1"}),
     "nvflare": stack("nvflare", sites=["site-1", "site-2"], serverResources={"memory": "2Gi"}),
     "nvflare-kubernetes-launcher": stack("nvflare", sites=["site-1"], jobLauncher="kubernetes"),
+    "fedml-cross-silo": stack("fedml", image="registry.example/app:1.0", command=["python3", "/app/node.py"]),
 }
 
 
