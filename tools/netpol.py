@@ -209,7 +209,9 @@ class Cluster:
                 services.append(Service(meta["namespace"], meta["name"], selector, [], headless=True))
             elif kind == "Service":
                 spec = obj.get("spec") or {}
-                services.append(Service(meta["namespace"], meta["name"], spec.get("selector"), spec.get("ports", [])))
+                headless = spec.get("clusterIP") == "None"  # its pods get `<pod>.<service>` names (StatefulSets)
+                ports = spec.get("ports", [])
+                services.append(Service(meta["namespace"], meta["name"], spec.get("selector"), ports, headless))
             elif kind == "NetworkPolicy":
                 policies.append(Policy(meta["namespace"], meta["name"], obj["spec"], meta.get("labels") or {}))
         for ns in {p.namespace for p in pods} | {s.namespace for s in services} | {p.namespace for p in policies}:

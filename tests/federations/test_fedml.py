@@ -12,6 +12,7 @@ import yaml
 from components.config import ConfigError
 from tests.helpers import MINIKUBE, render, schema_errors
 from tests.netpol import Network
+from tools import netpol
 from tools.render import Rendering
 
 IMAGE = "registry.example/fedml-app:1.0"
@@ -274,6 +275,21 @@ def test_each_node_talks_only_to_its_peers_and_dns() -> None:
         assert not net.reaches_address(pod, "93.184.216.34", 443)
         for other in (stranger, outsider):
             assert not net.connects(other, pod, 8890) and not net.connects(pod, other, 8890)
+
+
+def test_every_rank_reaches_the_peers_its_ip_config_names_and_no_other() -> None:
+    """The CSV's DNS names, resolved and dialed as the pods would (tools/netpol: DNS lookup, Service, policies)."""
+    rendering = render(cross_silo(clients=3))
+    cluster = netpol.Cluster.from_manifests(rendering.manifests())
+    text = rendering.find("ConfigMap", "fedml-config", "fl")["data"]["grpc_ipconfig.csv"]
+    hosts = {int(r["rank"]): (r["ingress_ip"], int(r["grpc_server_port"])) for r in csv.DictReader(io.StringIO(text))}
+    server = cluster.pod("fl", "fedml-server-0")
+    clients = {rank: cluster.pod("fl", f"fedml-clients-{rank}") for rank in (1, 2, 3)}
+    for rank, client in clients.items():
+        assert cluster.connect(client, *hosts[0]).allowed, cluster.connect(client, *hosts[0]).explain()
+        assert cluster.connect(server, *hosts[rank]).allowed, cluster.connect(server, *hosts[rank]).explain()
+        others = [r for r in clients if r != rank]
+        assert not any(cluster.connect(client, *hosts[r]).allowed for r in others)
 
 
 def test_listed_egress_is_the_only_way_out() -> None:

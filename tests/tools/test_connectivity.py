@@ -62,6 +62,7 @@ CLIENTS: dict[str, Callable[[netpol.Cluster, str, dict[str, Any]], list[Dial]]] 
     "kubeflow": _coordinator("masterAddress", lambda pod, name: pod.labels.get(JOBSET) == name),  # node 0 too
     "fate": _fate,
     "fltk": _fltk,
+    "fedml": _coordinator("serverAddress", lambda pod, name: _component(pod, name) == "client"),
 }
 
 
