@@ -37,6 +37,8 @@ def render_stack(stack: str) -> render_tool.Rendering:
 
 
 MINIKUBE: dict[str, Any] = {"kind": "minikube", "minikube": {"profile": "t", "kubernetesVersion": "1.34.0"}}
+# A cluster that allocates LoadBalancer addresses (minikube refuses LoadBalancer exposure).
+EXISTING: dict[str, Any] = {"kind": "existing", "existing": {"context": "lab", "kubernetesVersion": "1.34.0"}}
 EKS: dict[str, Any] = {
     "kind": "eks",
     "eks": {

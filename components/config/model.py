@@ -6,6 +6,7 @@ Targets and frameworks contribute their own settings dataclasses through the reg
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from collections.abc import Iterator, Mapping
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from . import registry
-from .schema import rule
+from .schema import camel, rule
 
 DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 DNS_LABEL_HELP = "a DNS-1123 label (lowercase letters, digits and '-', at most 63 characters)"
@@ -268,8 +269,21 @@ class StackConfig:
                         f"ask for at least {minimum}, or use storage.shared.kind 'nfs' for small shared data",
                     )
 
+    def _load_balancers(self) -> Iterator[tuple[str, str]]:
+        refusal = registry.load_balancer_refusal(self.target.kind)
+        if refusal is None:
+            return
+        for i, fed in enumerate(self.federations):
+            for key, exposure in _exposures(getattr(fed, "settings", None)):
+                if exposure.type == "LoadBalancer":
+                    yield (
+                        f"federations[{i}].{fed.framework}.{key}.type",
+                        f"'LoadBalancer' on {self.target.kind}: {refusal}",
+                    )
+
     def check(self) -> Iterator[tuple[str, str]]:
         yield from self._reserved_namespaces()
+        yield from self._load_balancers()
         yield from self._shared_kind_offered()
         yield from self._shared_storage_users()
         yield from self._operator_versions()
@@ -296,6 +310,19 @@ class StackConfig:
 
 def _snake(key: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+
+
+def _exposures(settings: Any, path: str = "") -> Iterator[tuple[str, Exposure]]:
+    """(camelCase key path, Exposure) of every exposure in a settings block."""
+    if not dataclasses.is_dataclass(settings) or isinstance(settings, type):
+        return
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        key = f"{path}{camel(f.name)}"
+        if isinstance(value, Exposure):
+            yield key, value
+        else:
+            yield from _exposures(value, f"{key}.")
 
 
 def _images_of(settings: Any) -> list[str]:

@@ -32,3 +32,10 @@ def shared_storage(kind: str) -> dict[str, str | None]:
     """The ReadWriteMany kinds target `kind` brings itself (beyond nfs and existing) -> smallest claim it serves."""
     component = _filled(TARGETS, "components.targets").get(kind)
     return dict(getattr(component, "SHARED_STORAGE", {}))
+
+
+def load_balancer_refusal(kind: str) -> str | None:
+    """Why target `kind` cannot give a LoadBalancer Service an address during `up` (None: it can)."""
+    component = _filled(TARGETS, "components.targets").get(kind)
+    refusal: str | None = getattr(component, "NO_LOAD_BALANCERS", None)
+    return refusal

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import pulumi
 
@@ -23,11 +23,27 @@ class ExistingSettings:
     cluster_identifier: str | None = None
     kubernetes_version: str = rule("1.34.0", pattern=KUBE_VERSION, pattern_help=KUBE_VERSION_HELP)
     default_storage_class: str | None = None
+    # LoadBalancer Services wait for an address (10 minutes, then the up fails, and every later up waits
+    # again) unless the cluster allocates one (cloud controller, MetalLB). Without one: `skip` (pulumi-kubernetes'
+    # skipAwait annotation: created, not awaited), or a shorter wait in seconds (its timeoutSeconds).
+    load_balancer_await: Literal["wait", "skip"] = "wait"
+    load_balancer_timeout_seconds: int | None = rule(None, min=30, max=3600)
 
     def check(self) -> list[tuple[str, str]]:
+        problems = []
         if self.kubeconfig is not None and self.kubeconfig_path is not None:
-            return [("kubeconfigPath", "set either kubeconfigPath or kubeconfig (secret text), not both")]
-        return []
+            problems.append(("kubeconfigPath", "set either kubeconfigPath or kubeconfig (secret text), not both"))
+        if self.load_balancer_timeout_seconds is not None and self.load_balancer_await == "skip":
+            problems.append(("loadBalancerTimeoutSeconds", "not used with loadBalancerAwait: skip (nothing waits)"))
+        return problems
+
+    def load_balancer_annotations(self) -> dict[str, str]:
+        """pulumi-kubernetes' documented await annotations for a LoadBalancer Service on this cluster."""
+        if self.load_balancer_await == "skip":
+            return {"pulumi.com/skipAwait": "true"}
+        if self.load_balancer_timeout_seconds is not None:
+            return {"pulumi.com/timeoutSeconds": str(self.load_balancer_timeout_seconds)}
+        return {}
 
 
 class ExistingCluster(pulumi.ComponentResource):
@@ -43,7 +59,7 @@ class ExistingCluster(pulumi.ComponentResource):
             f"{name}-k8s", kubeconfig, identifier, pulumi.ResourceOptions(parent=self), context=s.context
         )
         self.kubernetes_version = s.kubernetes_version
-        self.load_balancer_annotations: dict[str, str] = {}
+        self.load_balancer_annotations = s.load_balancer_annotations()
         self.outputs: dict[str, pulumi.Input[str]] = {
             "kind": "existing",
             "clusterIdentifier": identifier,

@@ -50,6 +50,11 @@ class MinikubeCluster(pulumi.ComponentResource):
     """`minikube start -p PROFILE` on create, `minikube delete -p PROFILE` on destroy, and a provider for it."""
 
     Settings = MinikubeSettings
+    # Config validation refuses LoadBalancer exposure here: the Service would wait (10 minutes, on every up).
+    NO_LOAD_BALANCERS = (
+        "minikube gives a LoadBalancer Service an address only while `minikube tunnel` runs, which `pulumi up` "
+        "does not start, so the Service would wait 10 minutes and fail on every up; use type 'NodePort'"
+    )
     SHARED_STORAGE: ClassVar[dict[str, str | None]] = {}  # ReadWriteMany: nfs (or existing) only
 
     def __init__(self, name: str, settings: MinikubeSettings, opts: pulumi.ResourceOptions | None = None) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from components.config import ConfigError
-from tests.helpers import MINIKUBE, render, schema_errors
+from tests.helpers import EXISTING, MINIKUBE, render, schema_errors
 
 
 def flower(**settings: Any) -> dict[str, Any]:
@@ -211,9 +211,8 @@ def test_only_this_federations_supernodes_and_listed_cidrs_reach_the_superlink()
 
 
 def test_load_balancer_exposure_limits_sources_and_signs_external_names() -> None:
-    rendering = render(
-        flower(exposure={"type": "LoadBalancer", "sourceRanges": ["203.0.113.0/24"], "hostnames": ["fl.example.org"]})
-    )
+    lb = {"type": "LoadBalancer", "sourceRanges": ["203.0.113.0/24"], "hostnames": ["fl.example.org"]}
+    rendering = render({**flower(exposure=lb), "target": EXISTING})
     svc = rendering.find("Service", "superlink", "fl")["spec"]
     assert svc["type"] == "LoadBalancer" and svc["loadBalancerSourceRanges"] == ["203.0.113.0/24"]
     assert svc["externalTrafficPolicy"] == "Local"
@@ -298,7 +297,7 @@ def test_outputs_give_a_ready_flwr_config() -> None:
     ids=["default", "insecure-nodeport", "auth-process", "groups", "loadbalancer"],
 )
 def test_every_variant_is_schema_valid(settings: dict[str, Any]) -> None:
-    rendering = render(flower(**settings))
+    rendering = render({**flower(**settings), "target": EXISTING})
     errors = [e for obj in rendering.manifests() for e in schema_errors(obj, "1.34.0")]
     assert errors == [], json.dumps(errors, indent=1)
 
@@ -330,7 +329,7 @@ def test_load_balancers_keep_client_ips_on_every_target() -> None:
     on_eks = render({**flower(**lb), "target": EKS}).find("Service", "superlink", "fl")
     assert on_eks["metadata"]["annotations"] == {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}
     assert on_eks["spec"]["externalTrafficPolicy"] == "Local"
-    on_minikube = render(flower(**lb)).find("Service", "superlink", "fl")
-    assert "annotations" not in on_minikube["metadata"]
+    on_existing = render({**flower(**lb), "target": EXISTING}).find("Service", "superlink", "fl")
+    assert "annotations" not in on_existing["metadata"]
     cluster_ip_on_eks = render({**flower(), "target": EKS}).find("Service", "superlink", "fl")
     assert "annotations" not in cluster_ip_on_eks["metadata"]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from components.config import ConfigError
-from tests.helpers import MINIKUBE, render
+from tests.helpers import EXISTING, MINIKUBE, render
 from tests.netpol import Network
 from tools.render import Rendering
 
@@ -212,7 +212,7 @@ def test_the_whole_internet_needs_an_acknowledgement(config: dict[str, Any], exp
 
 def test_an_acknowledged_open_load_balancer_renders() -> None:
     exposure = {"type": "LoadBalancer", "sourceRanges": ["0.0.0.0/0"], "allowInternet": True}
-    rendering = render(stack("flower", exposure=exposure))
+    rendering = render({**stack("flower", exposure=exposure), "target": EXISTING})
     assert rendering.find("Service", "superlink", "fl")["spec"]["loadBalancerSourceRanges"] == ["0.0.0.0/0"]
 
 

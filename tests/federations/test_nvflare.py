@@ -14,7 +14,7 @@ from components import kube
 from components.config import ConfigError, parse
 from components.federations import nvflare, nvflare_kits
 from components.federations.nvflare_kits import KitProvider
-from tests.helpers import MINIKUBE, by_name, render
+from tests.helpers import EXISTING, MINIKUBE, by_name, render
 from tools import diff, stack_files
 from tools.mock_runtime import OfflineMocks, plain
 from tools.render import Rendering
@@ -176,9 +176,8 @@ def test_the_server_is_reached_on_one_mtls_port_and_probed_by_tcp(default: Rende
 
 
 def test_kit_inputs_name_the_service_fqdn_and_external_hostnames() -> None:
-    rendering = render(
-        config(exposure={"type": "LoadBalancer", "sourceRanges": ["203.0.113.0/24"], "hostnames": ["fl.example.org"]})
-    )
+    lb = {"type": "LoadBalancer", "sourceRanges": ["203.0.113.0/24"], "hostnames": ["fl.example.org"]}
+    rendering = render({**config(exposure=lb), "target": EXISTING})
     kits = rendering.of_type(nvflare_kits.TYPE)[0]["inputs"]
     assert kits["server"] == "nvflare-server.demo.svc.cluster.local"
     assert kits["hostNames"] == ["nvflare-server", "nvflare-server.demo", "nvflare-server.demo.svc", "fl.example.org"]
@@ -446,7 +445,7 @@ def test_every_namespace_denies_ingress_and_egress_by_default(default: Rendering
 
 def test_external_sites_come_in_through_the_exposure_source_ranges() -> None:
     exposure = {"type": "LoadBalancer", "sourceRanges": ["203.0.113.0/24"]}
-    rendering = render(config(exposure=exposure, allowedCidrs=["198.51.100.7/32"]))
+    rendering = render({**config(exposure=exposure, allowedCidrs=["198.51.100.7/32"]), "target": EXISTING})
     policy = rendering.find("NetworkPolicy", "nvflare-server-ingress", "demo")
     blocks = [p["ipBlock"]["cidr"] for p in policy["spec"]["ingress"][0]["from"] if "ipBlock" in p]
     assert blocks == ["198.51.100.7/32", "203.0.113.0/24"]

@@ -9,7 +9,7 @@ import pytest
 
 from policies import pods
 from policies.rules import RULES, STACK_RULES
-from tests.helpers import MINIKUBE, render, render_stack
+from tests.helpers import EXISTING, MINIKUBE, render, render_stack
 from tools import stack_files
 
 K = "kubernetes:"
@@ -468,7 +468,9 @@ def test_shipped_stacks_comply(stack: str) -> None:
 
 
 def flower_rows(**settings: Any) -> list[dict[str, Any]]:
-    config = {"target": MINIKUBE, "federations": [{"name": "fl", "framework": "flower", "flower": settings}]}
+    # minikube refuses LoadBalancer exposure; an existing cluster may have a load-balancer controller.
+    target = EXISTING if settings.get("exposure", {}).get("type") == "LoadBalancer" else MINIKUBE
+    config = {"target": target, "federations": [{"name": "fl", "framework": "flower", "flower": settings}]}
     return copy.deepcopy(render(config).resources())
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from components.config import ConfigError
 from tests.helpers import MINIKUBE, by_name, eks, render, render_stack
 from tools import stack_files
 from tools.render import Rendering
@@ -134,3 +135,39 @@ def test_workloads_wait_for_what_they_mount(stack: str) -> None:
                 checked += 1
     if not checked:
         pytest.skip(f"{stack} has no workload mounting objects of its own")
+
+
+LB = {"type": "LoadBalancer", "sourceRanges": ["203.0.113.0/24"]}
+
+
+def test_load_balancer_exposure_is_refused_on_minikube() -> None:
+    """Nothing allocates an address without `minikube tunnel`: the Service would wait 10 minutes on every up."""
+    config = {"target": MINIKUBE, "federations": [{"name": "fl", "framework": "flower", "flower": {"exposure": LB}}]}
+    with pytest.raises(
+        ConfigError, match=r"flstack:federations\[0\]\.flower\.exposure\.type: 'LoadBalancer' on minikube"
+    ):
+        render(config)
+
+
+@pytest.mark.parametrize(
+    ("settings", "annotations"),
+    [
+        ({"loadBalancerAwait": "skip"}, {"pulumi.com/skipAwait": "true"}),
+        ({"loadBalancerTimeoutSeconds": 120}, {"pulumi.com/timeoutSeconds": "120"}),
+        ({}, None),
+    ],
+)
+def test_existing_clusters_can_skip_or_shorten_the_load_balancer_wait(
+    settings: dict[str, object], annotations: dict[str, str] | None
+) -> None:
+    target = {"kind": "existing", "existing": {"context": "lab", **settings}}
+    nvflare = {"sites": ["s1"], "exposure": LB}
+    config = {"target": target, "federations": [{"name": "fl", "framework": "nvflare", "nvflare": nvflare}]}
+    service = render(config).find("Service", "nvflare-server", "fl")
+    assert service["metadata"].get("annotations") == annotations
+
+
+def test_skip_and_a_timeout_together_is_a_config_error() -> None:
+    target = {"kind": "existing", "existing": {"loadBalancerAwait": "skip", "loadBalancerTimeoutSeconds": 60}}
+    with pytest.raises(ConfigError, match=r"flstack:target\.existing\.loadBalancerTimeoutSeconds: not used with"):
+        render({"target": target})
