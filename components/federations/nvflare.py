@@ -111,6 +111,9 @@ class NvflareSettings:
     # Raise it to start over with a new root CA: every kit is re-issued (e.g. to cut off a removed site,
     # as nvflare has no certificate revocation).
     ca_generation: int = rule(1, min=1, max=1000)
+    # Certificates (nvflare issues them for 360 days) this close to expiry are re-issued by the next `up`,
+    # under the same root CA; the root itself (3650 days) is renewed only by a new caGeneration.
+    renew_within_days: int = rule(30, min=1, max=300)
 
     def check(self) -> Iterator[tuple[str, str]]:
         if not self.sites:
@@ -341,6 +344,7 @@ class NvflareFederation(pulumi.ComponentResource):
             "workspace": WORKSPACE,
             "jobLauncher": launcher,
             "caGeneration": s.ca_generation,
+            "renewWithinDays": s.renew_within_days,
         }
 
     def _study_runtime(self) -> dict[str, Any]:

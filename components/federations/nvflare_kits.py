@@ -3,12 +3,15 @@
 The kits and nvflare's certificate state (`cert.json`: the root CA and every participant's key and
 certificate) are kept in the stack state as secret outputs. An update re-runs provisioning with that
 state restored, so existing participants keep their certificates and adding a site changes nobody
-else's kit. Provisioning never runs during the offline render: `placeholder_outputs` stands in for it.
+else's kit. A participant certificate within `renewWithinDays` of expiry makes `diff` report a change (the
+clock is read at diff time, never an input), and the update re-issues exactly those under the same root CA.
+Provisioning never runs during the offline render: `placeholder_outputs` stands in for it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import io
 import json
 import tempfile
@@ -34,6 +37,7 @@ INPUTS = (
     "workspace",
     "jobLauncher",
     "caGeneration",
+    "renewWithinDays",
 )
 # A new project name or CA generation means a new root CA: every kit is re-issued (the resource is replaced).
 REPLACING = ("project", "caGeneration")
@@ -44,6 +48,8 @@ STARTUP_SUFFIXES = (".json", ".crt", ".key", ".pem")
 # Validity of a newly made root CA. nvflare refuses to reuse a root whose validity differs: never change it.
 ROOT_VALID_DAYS = 3650
 ADMIN_ROLE = "project_admin"
+# cert.json keys that are the root CA, not participants (renewing the root is a new caGeneration).
+ROOT_KEYS = ("root_cert", "root_pri_key")
 
 
 class ProvisioningError(Exception):
@@ -54,7 +60,13 @@ class ProvisioningError(Exception):
 
 
 class KitProvider(dynamic.ResourceProvider):
-    """CRUD for the kits. Pickled into the state by reference: the class must stay importable by this path."""
+    """CRUD for the kits. Pickled into the state by reference: the class must stay importable by this path.
+
+    `now` fixes the clock for the expiry check (tests); None reads it when `diff` or `update` runs.
+    """
+
+    def __init__(self, now: datetime.datetime | None = None) -> None:
+        self.now = now  # read with getattr: a provider pickled into older states has no such attribute
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
         inputs = kit_inputs(props)
@@ -63,11 +75,22 @@ class KitProvider(dynamic.ResourceProvider):
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
         changed = [key for key in INPUTS if olds.get(key) != news.get(key)]
         replaces = [key for key in changed if key in REPLACING]
-        return dynamic.DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=False)
+        expiring = not replaces and bool(self._expiring(olds, news))
+        return dynamic.DiffResult(changes=bool(changed) or expiring, replaces=replaces, delete_before_replace=False)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
         inputs = kit_inputs(news)
-        return dynamic.UpdateResult(outs={**inputs, **provision(inputs, olds.get("certState"))})
+        cert_state = olds.get("certState")
+        if cert_state:
+            cert_state = forget_subjects(cert_state, self._expiring(olds, news))
+        return dynamic.UpdateResult(outs={**inputs, **provision(inputs, cert_state)})
+
+    def _expiring(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
+        cert_state, within = olds.get("certState"), news.get("renewWithinDays")
+        if not cert_state or within is None:
+            return []
+        now = getattr(self, "now", None) or datetime.datetime.now(datetime.UTC)
+        return expiring_subjects(cert_state, now + datetime.timedelta(days=within))
 
 
 class NvflareKits(dynamic.Resource, module="flstack", name="NvflareKits"):
@@ -192,6 +215,29 @@ def forget_stale_server_cert(cert_state: str, server: str, host_names: list[str]
         if names != {server, *host_names}:
             del state[subject]
     return json.dumps(state)
+
+
+def expiring_subjects(cert_state: str, deadline: datetime.datetime) -> list[str]:
+    """The participants in nvflare's cert.json whose certificate is no longer valid at `deadline`."""
+    from cryptography import x509
+
+    state = json.loads(cert_state)
+    return [
+        subject
+        for subject, entry in state.items()
+        if subject not in ROOT_KEYS
+        and isinstance(entry, dict)
+        and "cert" in entry
+        and x509.load_pem_x509_certificate(entry["cert"].encode()).not_valid_after_utc <= deadline
+    ]
+
+
+def forget_subjects(cert_state: str, subjects: list[str]) -> str:
+    """Drops these participants' saved key and certificate: nvflare issues new ones under the kept root CA."""
+    if not subjects:
+        return cert_state
+    state = json.loads(cert_state)
+    return json.dumps({key: value for key, value in state.items() if key not in subjects})
 
 
 def _collect(kits: Path, inputs: Mapping[str, Any], folder: str) -> dict[str, Any]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import json
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from components.federations import nvflare_kits
@@ -28,6 +31,7 @@ def inputs(**overrides: Any) -> dict[str, Any]:
         "workspace": "/var/tmp/nvflare/workspace",
         "jobLauncher": {"kind": "process"},
         "caGeneration": 1,
+        "renewWithinDays": 30,
     }
     return {**base, **overrides}
 
@@ -163,3 +167,80 @@ def test_kubernetes_launcher_kits_are_prepared_by_nvflare_for_each_namespace() -
     server = json.loads(out["localConfig"]["server"]["comm_config.json"])["internal"]["resources"]
     assert (server["host"], server["port"]) == ("nvflare-server", 8102)
     assert json.loads(site["study_runtime.yaml"]) == {"format_version": 2, "studies": {}}
+
+
+# --- renewal of certificates near expiry ---------------------------------------------------------
+
+
+def days_from_now(days: int) -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=days)
+
+
+def expiring_soon(state: dict[str, Any], subject: str, days: int) -> dict[str, Any]:
+    """The state with `subject`'s certificate re-signed by the same root to expire in `days` (an aged kit)."""
+    certs = json.loads(state["certState"])
+    old = cert(certs[subject]["cert"])
+    root_key = serialization.load_pem_private_key(certs["root_pri_key"].encode(), password=None)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(old.subject)
+        .issuer_name(old.issuer)
+        .public_key(old.public_key())
+        .serial_number(old.serial_number)
+        .not_valid_before(old.not_valid_before_utc)
+        .not_valid_after(days_from_now(days))
+    )
+    for ext in old.extensions:
+        builder = builder.add_extension(ext.value, ext.critical)
+    aged = builder.sign(cast("rsa.RSAPrivateKey", root_key), hashes.SHA256())
+    certs[subject]["cert"] = aged.public_bytes(serialization.Encoding.PEM).decode()
+    return {**state, "certState": json.dumps(certs)}
+
+
+def test_certificates_far_from_expiry_are_no_change(two_sites: dict[str, Any]) -> None:
+    # nvflare issues participants 360 days: 300 days on, the 30-day window is not reached yet.
+    assert KitProvider(now=days_from_now(300)).diff("fl-kits", two_sites, inputs()).changes is False
+
+
+def test_certificates_within_the_window_are_a_change_not_a_replacement(two_sites: dict[str, Any]) -> None:
+    result = KitProvider(now=days_from_now(340)).diff("fl-kits", two_sites, inputs())
+    assert result.changes is True
+    assert result.replaces == []
+    # A wider window reaches the same certificates earlier.
+    assert KitProvider(now=days_from_now(300)).diff("fl-kits", two_sites, inputs(renewWithinDays=90)).changes
+
+
+def test_renewal_reissues_only_the_expiring_certificate_under_the_same_root(two_sites: dict[str, Any]) -> None:
+    aged = expiring_soon(two_sites, "site-1", days=10)
+    assert KitProvider().diff("fl-kits", aged, inputs()).changes is True
+    updated = KitProvider().update("fl-kits", aged, inputs()).outs or {}
+    before, after = two_sites["startupKits"], updated["startupKits"]
+    renewed, root = cert(after["sites"]["site-1"]["client.crt"]), cert(updated["rootCa"])
+    assert renewed.not_valid_after_utc > days_from_now(300)
+    renewed.verify_directly_issued_by(root)
+    assert renewed.subject == cert(before["sites"]["site-1"]["client.crt"]).subject
+    assert after["sites"]["site-1"]["client.key"] != before["sites"]["site-1"]["client.key"]
+    assert updated["rootCa"] == two_sites["rootCa"]
+    assert after["sites"]["site-1"]["rootCA.pem"] == before["sites"]["site-1"]["rootCA.pem"]
+    assert after["sites"]["site-2"] == before["sites"]["site-2"]
+    assert after["server"] == before["server"]
+    assert after["admin"] == before["admin"]
+    # Renewed, the kit is stable again: the next `up` shows no change.
+    assert KitProvider().diff("fl-kits", {**updated, "__provider": "p"}, inputs()).changes is False
+
+
+def test_renewal_in_the_window_reissues_every_leaf_and_keeps_the_root(two_sites: dict[str, Any]) -> None:
+    provider = KitProvider(now=days_from_now(340))
+    updated = provider.update("fl-kits", two_sites, inputs()).outs or {}
+    root = cert(updated["rootCa"])
+    assert updated["rootCa"] == two_sites["rootCa"]
+    kits = updated["startupKits"]
+    for leaf in (kits["server"]["server.crt"], kits["admin"]["client.crt"], kits["sites"]["site-2"]["client.crt"]):
+        cert(leaf).verify_directly_issued_by(root)
+        assert cert(leaf).not_valid_after_utc > days_from_now(350)
+    before = json.loads(two_sites["certState"])
+    after = json.loads(updated["certState"])
+    assert {k: after[k] for k in nvflare_kits.ROOT_KEYS} == {k: before[k] for k in nvflare_kits.ROOT_KEYS}
+    assert all(after[k]["cert"] != before[k]["cert"] for k in before if k not in nvflare_kits.ROOT_KEYS)
+    # The root (3650 days) is not renewed here: only a new caGeneration makes a new one.
+    assert root.not_valid_after_utc > days_from_now(3600)
