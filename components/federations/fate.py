@@ -4,7 +4,7 @@ Per party, a shape with no Java: fate_flow (standalone computing and storage, sq
 RabbitMQ as the federation transport, and a stock nginx proxy that is the party's only door to the others
 (see `fate_files` for the routing). Every byte between parties goes proxy to proxy over mutual TLS, with
 certificates from a federation CA made by pulumi-tls; NetworkPolicies hold each party's pods to their own
-namespace and let only the proxies talk across.
+namespace and let only the proxies talk across. Optionally, a FATEBoard per party (`fateboard.enabled`).
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ NGINX_CONF = "/etc/flstack/nginx"
 FLOW_UID = 10001  # owns nothing in the image: every write goes to the volume or /tmp
 RABBITMQ_UID = 999  # the official image's rabbitmq user
 NGINX_UID = 101  # the official image's nginx user
+BOARD_UID = 10001  # FATEBoard image's user is not known here (not inspected): any non-root uid
+BOARD_HOME = f"{FATE_HOME}/fateboard"  # where KubeFATE mounts application.properties
 
 PARTY_LABEL = "flstack.dev/fate-party"
 # On every party namespace: the proxies admit and dial the proxies of namespaces carrying it, so adding a
@@ -57,6 +59,24 @@ class FatePartyConfig:
     id: int = rule(min=1, max=PARTY_ID_MAX)
     # Default `<federation namespace>-<id>`.
     namespace: str | None = rule(None, pattern=DNS_LABEL, pattern_help=DNS_LABEL_HELP)
+
+
+@dataclass(frozen=True)
+class FateboardSettings:
+    """FATE's Java web UI, one per party, reached by `kubectl port-forward` (no Service leaves the namespace)."""
+
+    enabled: bool = False
+    # The FATEBoard FATE's 2.2.0 docker-compose deploys beside fateflow 2.2.0 (no 2.2 FATEBoard exists).
+    image: str = rule("federatedai/fateboard:2.1.1-release", pattern=IMAGE_REF, pattern_help=IMAGE_REF_HELP)
+    username: str = rule("admin", pattern=r"[A-Za-z0-9_.-]{1,64}", pattern_help="1-64 letters, digits, '_', '.', '-'")
+    # Not measured here (a JVM that does not run on this machine): a Spring Boot app's usual footprint.
+    resources: Resources = field(default_factory=lambda: Resources(cpu="250m", memory="1Gi"))
+
+    def check(self) -> Iterator[tuple[str, str]]:
+        if not self.resources.memory:
+            yield "resources.memory", "required: every container gets a memory request and limit"
+        if self.resources.gpus:
+            yield "resources.gpus", "FATEBoard is a web UI: it uses no GPUs"
 
 
 @dataclass(frozen=True)
@@ -77,6 +97,7 @@ class FateSettings:
     proxy_resources: Resources = field(default_factory=lambda: Resources(cpu="100m", memory="64Mi"))
     # Destinations beyond the party's own pods, DNS and its peers' proxies (a data source), for every pod.
     egress: Egress = field(default_factory=Egress)
+    fateboard: FateboardSettings = field(default_factory=FateboardSettings)
 
     def check(self) -> Iterator[tuple[str, str]]:
         parties = self.parties  # invalid entries (None) are reported on their own keys, and still count here
@@ -121,7 +142,8 @@ class FateSettings:
         return f"{self.image}:{self.version}-release"
 
     def images(self) -> list[str]:
-        return [self.flow_image(), self.rabbitmq_image, self.proxy_image]
+        board = [self.fateboard.image] if self.fateboard.enabled else []
+        return [self.flow_image(), self.rabbitmq_image, self.proxy_image, *board]
 
 
 class FateFederation(pulumi.ComponentResource):
@@ -248,7 +270,31 @@ class FateParty(pulumi.ComponentResource):
             "proxy": f"{me.proxy_host}:{files.PROXY_TLS_PORT}",
             "fateflow": f"{files.FLOW}.{ns}.svc.cluster.local:{files.FLOW_HTTP_PORT}",
         }
+        if settings.fateboard.enabled:
+            self.outputs["fateboard"] = self._add_fateboard(name, passwords, in_ns)
         self.register_outputs({})
+
+    def _add_fateboard(self, name: str, passwords: random.Provider, opts: pulumi.ResourceOptions) -> dict[str, str]:
+        board = self.settings.fateboard
+        password = random.RandomPassword(
+            f"{name}-fateboard", length=24, special=False, opts=pulumi.ResourceOptions(parent=self, provider=passwords)
+        )
+        secret_password: pulumi.Output[str] = pulumi.Output.secret(password.result)
+        properties = secret_password.apply(lambda pw: files.fateboard_properties(board.username, pw))
+        kube.apply(self._secret("fateboard-config", files.BOARD, {"application.properties": properties}), opts)
+        kube.apply(self._fateboard(_digest(properties)), opts)
+        ports = [{"name": "http", "port": files.BOARD_PORT, "targetPort": "http", "protocol": "TCP"}]
+        kube.apply(self._service(files.BOARD, ports), opts)
+        return {
+            # The Service admits only its own namespace; a port-forward arrives through the API server instead.
+            "portForward": f"kubectl -n {self.me.namespace} port-forward svc/{files.BOARD} "
+            f"{files.BOARD_PORT}:{files.BOARD_PORT}",
+            "username": board.username,
+            # A command, not the password: a secret output would turn the whole federations output secret.
+            "password": f"kubectl -n {self.me.namespace} get secret fateboard-config "
+            "-o jsonpath='{.data.application\\.properties}' | base64 -d | "
+            "sed -n 's/^server.board.login.password=//p'",
+        }
 
     # --- objects -------------------------------------------------------------------------------
 
@@ -458,6 +504,46 @@ class FateParty(pulumi.ComponentResource):
             files.PROXY, self.me.namespace, labels, self._selector("proxy"), pod, {CONFIG_HASH_ANNOTATION: config_hash}
         )
 
+    def _fateboard(self, config_hash: pulumi.Input[str]) -> dict[str, Any]:
+        board = self.settings.fateboard
+        probe = {"httpGet": {"path": "/", "port": "http"}}
+        container = {
+            "name": files.BOARD,
+            "image": self._platform.image(board.image),
+            "ports": [{"name": "http", "containerPort": files.BOARD_PORT, "protocol": "TCP"}],
+            "volumeMounts": [
+                {
+                    "name": "config",
+                    "mountPath": f"{BOARD_HOME}/conf/application.properties",
+                    "subPath": "application.properties",
+                },
+                # Tomcat's work files and the board's own logs; the root filesystem stays read-only.
+                {"name": "logs", "mountPath": f"{BOARD_HOME}/logs"},
+                {"name": "tmp", "mountPath": "/tmp"},
+            ],
+            # A JVM: allow 2 minutes to listen on a busy node.
+            "startupProbe": {**probe, "periodSeconds": 5, "failureThreshold": 24},
+            "readinessProbe": {**probe, "periodSeconds": 10},
+            "livenessProbe": {**probe, "periodSeconds": 20, "failureThreshold": 3, "timeoutSeconds": 5},
+            "resources": board.resources.manifest(),
+            "securityContext": kube.container_security(),
+        }
+        volumes = [
+            {"name": "config", "secret": {"secretName": "fateboard-config", "defaultMode": 0o440}},
+            {"name": "logs", "emptyDir": {}},
+            {"name": "tmp", "emptyDir": {}},
+        ]
+        labels = self._labels(files.BOARD)
+        pod = self._pod(BOARD_UID, [container], volumes)
+        return kube.deployment(
+            files.BOARD,
+            self.me.namespace,
+            labels,
+            self._selector(files.BOARD),
+            pod,
+            {CONFIG_HASH_ANNOTATION: config_hash},
+        )
+
     def _service(self, name: str, ports: list[dict[str, Any]], headless: bool = False) -> dict[str, Any]:
         spec: dict[str, Any] = {"selector": self._selector(name), "ports": ports}
         if headless:
@@ -503,7 +589,19 @@ class FateParty(pulumi.ComponentResource):
 
         flow, rabbitmq, proxy = self._pods("fateflow"), self._pods("rabbitmq"), self._pods("proxy")
         peer_links = tcp(files.PEER_AMQP_PORT_BASE, end=files.peer_amqp_port(MAX_PARTIES - 1))
+        board = []
+        if self.settings.fateboard.enabled:
+            # Browsers come in by port-forward (through the API server) or from a pod of the namespace; the board
+            # itself only ever calls its party's fate_flow API.
+            board = [
+                self._policy(
+                    files.BOARD,
+                    ingress=[{"from": [{"podSelector": {}}], "ports": tcp(files.BOARD_PORT)}],
+                    egress=[{"to": [flow], "ports": tcp(files.FLOW_HTTP_PORT)}],
+                )
+            ]
         return [
+            *board,
             self._policy(
                 "fateflow",
                 # Its own proxy (calls from other parties) and whoever in the namespace runs `flow`/pipelines.

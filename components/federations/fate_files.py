@@ -1,5 +1,5 @@
 """The files a FATE party runs from, rendered from the party list: fate_flow's service_conf.yaml, the
-RabbitMQ route table and configuration, and the party proxy's nginx.conf.
+RabbitMQ route table and configuration, the party proxy's nginx.conf and FATEBoard's application.properties.
 
 Pure functions of plain values, so the e2e test and the unit tests read exactly what the pods get.
 
@@ -27,10 +27,12 @@ PROXY_HTTP_PORT = 9300  # fate_flow -> own proxy (plain, own namespace only)
 PROXY_TLS_PORT = 9443  # peer proxies -> this proxy, control (HTTPS, client certificate required)
 PROXY_AMQPS_PORT = 5671  # peer proxies -> this proxy -> own broker (TLS, client certificate required)
 PEER_AMQP_PORT_BASE = 5700  # own broker -> own proxy:5700+i -> party i's proxy:5671 (i = position in the list)
+BOARD_PORT = 8080
 
 FLOW = "fateflow"
 RABBITMQ = "rabbitmq"
 PROXY = "proxy"
+BOARD = "fateboard"
 RABBITMQ_USER = "fate"
 TLS_DIR = "/etc/flstack/tls"
 TMP = "/tmp"  # nginx's pid and temp files (a writable emptyDir; the root filesystem is read-only)
@@ -238,3 +240,30 @@ stream {{
 {links}
 }}
 """
+
+
+def fateboard_properties(username: str, password: str) -> str:
+    """FATEBoard's Spring Boot settings, as KubeFATE's chart writes them, pointed at the party's own fate_flow.
+
+    Holds the login password: it goes into a Secret. The username (letters, digits, `_.-`) and the generated password
+    (letters and digits) need no escaping in a Java properties file.
+    """
+    return (
+        f"server.port={BOARD_PORT}\n"
+        f"fateflow.url=http://{FLOW}:{FLOW_HTTP_PORT}\n"
+        "fateflow.http_app_key=\n"
+        "fateflow.http_secret_key=\n"
+        "server.servlet.encoding.charset=UTF-8\n"
+        "server.servlet.encoding.enabled=true\n"
+        "server.tomcat.uri-encoding=UTF-8\n"
+        "fateboard.front_end.cors=false\n"
+        "server.compression.enabled=true\n"
+        "server.compression.mime-types=application/json,application/xml,text/html,text/xml,text/plain\n"
+        f"server.board.login.username={username}\n"
+        f"server.board.login.password={password}\n"
+        "server.servlet.session.timeout=4h\n"
+        "server.servlet.session.cookie.max-age=4h\n"
+        "management.endpoints.web.exposure.exclude=*\n"
+        "feign.client.config.default.connectTimeout=10000\n"
+        "feign.client.config.default.readTimeout=10000\n"
+    )

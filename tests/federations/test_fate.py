@@ -11,6 +11,7 @@ import yaml
 from components.config import ConfigError, parse
 from components.federations import fate, fate_files
 from tests.helpers import MINIKUBE, render, schema_errors
+from tests.netpol import Network
 from tools import diff
 from tools.render import Rendering
 
@@ -54,6 +55,23 @@ BAD = [
     ),
     ({"parties": [{"id": 1}, {"id": 2}], "version": "2.1.0"}, "flstack:federations[0].fate.version: "),
     ({"parties": [{"id": 1}, {"id": 2}], "rabbitmqImage": "rabbitmq"}, "an image with a tag"),
+    (
+        {"parties": [{"id": 1}, {"id": 2}], "fateboard": {"enabled": "yes"}},
+        "flstack:federations[0].fate.fateboard.enabled: expected",
+    ),
+    (
+        {"parties": [{"id": 1}, {"id": 2}], "fateboard": {"enabled": True, "image": "federatedai/fateboard"}},
+        "flstack:federations[0].fate.fateboard.image: expected an image with a tag",
+    ),
+    (
+        {"parties": [{"id": 1}, {"id": 2}], "fateboard": {"username": "ad min"}},
+        "flstack:federations[0].fate.fateboard.username: expected 1-64 letters, digits, '_', '.', '-'",
+    ),
+    (
+        {"parties": [{"id": 1}, {"id": 2}], "fateboard": {"enabled": True, "resources": {"cpu": "1"}}},
+        "flstack:federations[0].fate.fateboard.resources.memory: required: every container gets a memory request",
+    ),
+    ({"parties": [{"id": 1}, {"id": 2}], "fateboard": {"enable": True}}, "fate.fateboard.enable: unknown key"),
 ]
 
 
@@ -259,3 +277,100 @@ def test_adding_a_party_adds_its_objects_and_changes_only_routes_elsewhere() -> 
     # nothing else about them changes.
     for name in rolled:
         assert changed[name] == [f"inputs.spec.template.metadata.annotations.{fate.CONFIG_HASH_ANNOTATION}"]
+
+
+# --- FATEBoard (optional) --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def boards() -> Rendering:
+    return render(config(fateboard={"enabled": True, "resources": {"cpu": "200m", "memory": "768Mi"}}))
+
+
+def test_fateboard_is_off_by_default(two: Rendering) -> None:
+    assert not [o for o in two.manifests() if "fateboard" in o["metadata"]["name"]]
+    assert not [r for r in two.of_type("random:index/randomPassword:RandomPassword") if "fateboard" in r["name"]]
+    assert "fateboard" not in two.outputs()["federations"]["fate"]["parties"]["9999"]
+
+
+def test_fateboard_on_gives_each_party_a_schema_valid_board_of_the_upstream_image(boards: Rendering) -> None:
+    for party in (9999, 10000):
+        ns = f"fate-{party}"
+        board = {(o["kind"], o["metadata"]["name"]) for o in in_namespace(boards, ns) if "fateboard" in str(o)}
+        assert {
+            ("Deployment", "fateboard"),
+            ("Service", "fateboard"),
+            ("Secret", "fateboard-config"),
+            ("NetworkPolicy", "fateboard"),
+        } <= board
+        service = boards.find("Service", "fateboard", ns)["spec"]
+        assert service.get("type", "ClusterIP") == "ClusterIP" and [p["port"] for p in service["ports"]] == [8080]
+        pod = boards.find("Deployment", "fateboard", ns)["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert container["image"] == "federatedai/fateboard:2.1.1-release"
+        assert container["resources"] == {"requests": {"cpu": "200m", "memory": "768Mi"}, "limits": {"memory": "768Mi"}}
+        assert pod["securityContext"]["runAsNonRoot"] is True and pod["automountServiceAccountToken"] is False
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        assert mounts[f"{fate.BOARD_HOME}/conf/application.properties"] == "config"
+        assert {v["name"]: v.get("secret", {}).get("secretName") for v in pod["volumes"]}["config"] == (
+            "fateboard-config"
+        )
+    errors = [e for o in boards.manifests() for e in schema_errors(o, "1.34.0")]
+    assert errors == []
+
+
+def test_fateboard_talks_to_its_own_fateflow_with_a_generated_password_kept_secret(boards: Rendering) -> None:
+    secret = boards.find("Secret", "fateboard-config", "fate-10000")
+    properties = dict(
+        line.split("=", 1) for line in secret["stringData"]["application.properties"].splitlines() if line
+    )
+    assert properties["server.port"] == "8080"
+    assert properties["fateflow.url"] == "http://fateflow:9380"  # the party's own fate_flow Service
+    assert properties["server.board.login.username"] == "admin"
+    assert properties["server.board.login.password"] == "mock-fate-10000-fateboard"  # generated, not admin
+    resources = {r["name"]: r for r in boards.resources()}
+    assert "[secret" in str(resources["secret:fate-10000/fateboard-config"]["inputs"]["stringData"])
+    outputs = boards.outputs()["federations"]["fate"]["parties"]["10000"]["fateboard"]
+    assert outputs["portForward"] == "kubectl -n fate-10000 port-forward svc/fateboard 8080:8080"
+    assert "mock-fate-10000-fateboard" not in str(
+        boards.outputs(reveal=True)
+    )  # outputs say how to read the password, not the password
+    assert outputs["password"].startswith("kubectl -n fate-10000 get secret fateboard-config ")
+    assert "server.board.login.password" in outputs["password"]
+    elsewhere = [o for o in boards.manifests() if o["kind"] != "Secret" and "mock-fate-10000-fateboard" in str(o)]
+    assert elsewhere == []  # never in a ConfigMap, a pod spec or an annotation
+
+
+def open_egress(ns: str) -> dict[str, Any]:
+    """A user's pod allowed to dial anything: what is left to refuse it is the destination's ingress."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "notebook", "namespace": ns},
+        "spec": {"podSelector": {"matchLabels": {"app": "notebook"}}, "policyTypes": ["Egress"], "egress": [{}]},
+    }
+
+
+def test_fateboard_admits_its_namespace_and_reaches_only_its_fateflow_http(boards: Rendering) -> None:
+    net = Network([*boards.manifests(), open_egress("fate-9999"), open_egress("fate-10000")])
+
+    def pod(kind: str, name: str, ns: str) -> tuple[str, dict[str, str]]:
+        return ns, boards.find(kind, name, ns)["spec"]["template"]["metadata"]["labels"]
+
+    board, flow = pod("Deployment", "fateboard", "fate-9999"), pod("StatefulSet", "fateflow", "fate-9999")
+    rabbitmq, proxy = pod("Deployment", "rabbitmq", "fate-9999"), pod("Deployment", "proxy", "fate-9999")
+    other_board, other_flow = pod("Deployment", "fateboard", "fate-10000"), pod("StatefulSet", "fateflow", "fate-10000")
+    # Egress: its own fate_flow's HTTP API, nothing else (DNS comes from the namespace baseline).
+    assert net.connects(board, flow, 9380)
+    assert not net.connects(board, flow, 9360)
+    for target in (rabbitmq, proxy, other_flow, other_board):
+        for port in (9380, 5672, 15672, 9300, 9443, 8080):
+            assert not net.connects(board, target, port)
+    assert not net.reaches_address(board, "93.184.216.34", 443)
+    # Ingress: port 8080 from its own namespace only.
+    assert net.connects(("fate-9999", {"app": "notebook"}), board, 8080)
+    assert not net.connects(("fate-9999", {"app": "notebook"}), board, 9380)
+    assert not net.connects(("fate-10000", {"app": "notebook"}), board, 8080)
+    assert not net.connects(("fate-10000", {"app": "notebook"}), other_board, 9380)
+    assert net.connects(("fate-10000", {"app": "notebook"}), other_board, 8080)
