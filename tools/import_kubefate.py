@@ -92,11 +92,14 @@ def convert(paths: list[Path], name: str) -> tuple[dict[str, Any], list[str]]:
             notes.append(f"{path}: federation {federation}: flstack uses RabbitMQ between mTLS proxies")
         if cluster.get("persistence") is False:
             notes.append(f"{path}: persistence false: flstack always keeps fate_flow's data on a retained volume")
-        dropped = sorted(set(cluster.get("modules") or []) - {"python", "client"})
+        modules = set(cluster.get("modules") or [])
+        if "fateboard" in modules:  # flstack runs FATEBoard per party too, beside its own fate_flow
+            settings["fateboard"] = {"enabled": True}
+        dropped = sorted(modules - {"python", "client", "fateboard"})
         if dropped:
             notes.append(f"{path}: modules {', '.join(dropped)}: not deployed (fateflow, RabbitMQ, nginx proxy only)")
         if cluster.get("ingress"):
-            notes.append(f"{path}: ingress: not created (FATEBoard and the notebook client are not deployed)")
+            notes.append(f"{path}: ingress: not created (reach FATEBoard with its portForward output)")
         if cluster.get("registry"):
             image = f"{str(cluster['registry']).rstrip('/')}/fateflow"
             if settings.setdefault("image", image) != image:

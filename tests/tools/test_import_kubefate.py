@@ -26,7 +26,8 @@ def test_two_cluster_yamls_become_one_federation_that_renders(capsys: pytest.Cap
     assert entry["fate"]["flowResources"] == {"cpu": "2", "memory": "6Gi"}  # memory: the limit
     # What changes is said, not dropped: the engines, the modules, the third party's assumed namespace.
     assert "federation OSX: flstack uses RabbitMQ between mTLS proxies" in out
-    assert "modules clustermanager, fateboard, mysql, nodemanager, osx: not deployed" in out
+    assert "modules clustermanager, mysql, nodemanager, osx: not deployed" in out
+    assert entry["fate"]["fateboard"] == {"enabled": True}  # the fateboard module becomes flstack's FATEBoard
     assert "party 10001 has no cluster.yaml here: namespace fate-10001 assumed" in out
     rendering = render({"target": MINIKUBE, "federations": [entry]})
     namespaces = {o["metadata"]["name"] for o in rendering.manifests() if o["kind"] == "Namespace"}
