@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import atexit
+import json
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +94,30 @@ def typed_kubernetes_seconds(n: int, repeats: int = 7) -> float:
             )
 
     return median_seconds(lambda: run_under_mocks(program, files, mocks.MockMonitor(_Trivial())), repeats)
+
+
+def minikube_stack(federation: dict[str, Any]) -> StackFiles:
+    """Stack files for one federation on a minikube target: the scale benches vary only the federation."""
+    config = {
+        "flstack:target": {"kind": "minikube", "minikube": {"kubernetesVersion": "1.34.0"}},
+        "flstack:federations": [federation],
+    }
+    return StackFiles("flstack", "bench", {k: json.dumps(v) for k, v in config.items()}, frozenset())
+
+
+def scale_comparison(noun: str, sizes: tuple[int, int], stack: Callable[[int], StackFiles], goal: str = "") -> None:
+    """Prints resource counts and CPU render time at two sizes (15 interleaved samples each) and their ratio."""
+    from tools import render
+
+    files = {n: stack(n) for n in sizes}
+    counts = {n: sum(render.render_config(files[n]).counts().values()) for n in sizes}
+    samples: dict[int, list[float]] = {n: [] for n in sizes}
+    for _ in range(15):  # interleaved, so drift on a shared machine hits both sizes alike
+        for n in sizes:
+            samples[n].append(median_seconds(partial(render.render_config, files[n]), repeats=1))
+    times = {n: statistics.median(samples[n]) for n in sizes}
+    for n in sizes:
+        print(f"{n:>5} {noun}: {counts[n]} resources, render {times[n] * 1000:.1f} ms (CPU, median of 15, interleaved)")
+    small, large = sizes
+    print(f"resource counts equal: {counts[small] == counts[large]}")
+    print(f"render time ratio {large}/{small}: {times[large] / times[small]:.2f}{goal}")
