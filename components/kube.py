@@ -300,6 +300,31 @@ def allow_dns(ns: str) -> dict[str, Any]:
     }
 
 
+def network_policy(
+    name: str,
+    ns: str,
+    pod_labels: dict[str, str],
+    *,
+    ingress: list[dict[str, Any]] | None = None,
+    egress: list[dict[str, Any]] | None = None,
+    labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A NetworkPolicy for the pods matching `pod_labels` ({} = every pod); policyTypes name the directions
+    given (an empty rule list admits nothing that way)."""
+    metadata: dict[str, Any] = {"name": name, "namespace": ns}
+    if labels:
+        metadata["labels"] = labels
+    spec: dict[str, Any] = {
+        "podSelector": {"matchLabels": pod_labels} if pod_labels else {},
+        "policyTypes": [kind for kind, rules in (("Ingress", ingress), ("Egress", egress)) if rules is not None],
+    }
+    if ingress is not None:
+        spec["ingress"] = ingress
+    if egress is not None:
+        spec["egress"] = egress
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": metadata, "spec": spec}
+
+
 def allow_egress(
     ns: str, name: str, pod_labels: dict[str, str], peers: list[dict[str, Any]], ports: list[dict[str, Any]]
 ) -> dict[str, Any]:
@@ -307,16 +332,7 @@ def allow_egress(
     rule: dict[str, Any] = {"to": peers} if peers else {}
     if ports:
         rule["ports"] = ports
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {
-            "podSelector": {"matchLabels": pod_labels} if pod_labels else {},
-            "policyTypes": ["Egress"],
-            "egress": [rule],
-        },
-    }
+    return network_policy(name, ns, pod_labels, egress=[rule])
 
 
 def in_namespace(ns: str, pod_labels: dict[str, str]) -> dict[str, Any]:

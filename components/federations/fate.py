@@ -571,17 +571,14 @@ class FateParty(pulumi.ComponentResource):
         }
 
     def _policy(self, component: str, ingress: list[dict[str, Any]], egress: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": {"name": component, "namespace": self.me.namespace, "labels": self._labels(component)},
-            "spec": {
-                "podSelector": {"matchLabels": self._selector(component)},
-                "policyTypes": ["Ingress", "Egress"],
-                "ingress": ingress,
-                "egress": egress,
-            },
-        }
+        return kube.network_policy(
+            component,
+            self.me.namespace,
+            self._selector(component),
+            ingress=ingress,
+            egress=egress,
+            labels=self._labels(component),
+        )
 
     def _policies(self) -> list[dict[str, Any]]:
         def tcp(*ports: int, end: int | None = None) -> list[dict[str, Any]]:

@@ -421,17 +421,14 @@ class FedmlFederation(pulumi.ComponentResource):
         """Ingress from and egress to the federation's peers on the gRPC port only (DNS: allow-dns)."""
         peers = [{"podSelector": {"matchLabels": kube.selector(self._labels(peer))}}]
         ports = [{"protocol": "TCP", "port": PORT}]
-        return {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": {"name": f"fedml-{component}", "namespace": ns, "labels": self._labels(component)},
-            "spec": {
-                "podSelector": {"matchLabels": kube.selector(self._labels(component))},
-                "policyTypes": ["Ingress", "Egress"],
-                "ingress": [{"from": peers, "ports": ports}],
-                "egress": [{"to": peers, "ports": ports}],
-            },
-        }
+        return kube.network_policy(
+            f"fedml-{component}",
+            ns,
+            kube.selector(self._labels(component)),
+            ingress=[{"from": peers, "ports": ports}],
+            egress=[{"to": peers, "ports": ports}],
+            labels=self._labels(component),
+        )
 
     # --- agents --------------------------------------------------------------------------------
 
@@ -493,19 +490,11 @@ class FedmlFederation(pulumi.ComponentResource):
     def _agents_policy(self, ns: str) -> dict[str, Any]:
         """Agents accept nothing and dial only the hosted platform: HTTPS (API, S3) and MQTT, outside the cluster."""
         private = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10"]
-        return {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": {"name": "fedml-agents", "namespace": ns, "labels": self._labels("agent")},
-            "spec": {
-                "podSelector": {"matchLabels": kube.selector(self._labels("agent"))},
-                "policyTypes": ["Ingress", "Egress"],
-                "ingress": [],
-                "egress": [
-                    {
-                        "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": private}}],
-                        "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 1883}],
-                    }
-                ],
-            },
-        }
+        return kube.network_policy(
+            "fedml-agents",
+            ns,
+            kube.selector(self._labels("agent")),
+            ingress=[],
+            egress=[{"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": private}}], "ports": kube.tcp(443, 1883)}],
+            labels=self._labels("agent"),
+        )

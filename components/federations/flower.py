@@ -405,16 +405,13 @@ class FlowerFederation(pulumi.ComponentResource):
         ]
         cidrs = sorted({*s.allowed_cidrs, *s.exposure.source_ranges})
         peers += [{"ipBlock": {"cidr": cidr}} for cidr in cidrs]
-        return {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": {"name": "superlink-ingress", "namespace": ns, "labels": self._labels("superlink")},
-            "spec": {
-                "podSelector": {"matchLabels": _selector(self._labels("superlink"))},
-                "policyTypes": ["Ingress"],
-                "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": PORT}]}],
-            },
-        }
+        return kube.network_policy(
+            "superlink-ingress",
+            ns,
+            _selector(self._labels("superlink")),
+            ingress=[{"from": peers, "ports": kube.tcp(PORT)}],
+            labels=self._labels("superlink"),
+        )
 
     def _superlink_egress(self, ns: str) -> dict[str, Any]:
         """Every Flower pod of this federation may dial the SuperLink (SuperNodes, ServerApp SuperExec, the Job)."""

@@ -366,27 +366,13 @@ def policies(ns: str, orchestrator_labels: dict[str, str], api: ApiServer) -> li
     api_peers = [{"ipBlock": {"cidr": cidr}} for cidr in sorted(set(api.cidrs))]
     api_ports = kube.tcp(*sorted(set(api.ports)))
     return [
-        {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": {"name": "fltk-job-peers", "namespace": ns},
-            "spec": {
-                "podSelector": {"matchLabels": WORKER_LABELS},
-                "policyTypes": ["Ingress", "Egress"],
-                "ingress": [{"from": workers}],
-                "egress": [{"to": workers}],
-            },
-        },
-        {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": {"name": "fltk-orchestrator-api", "namespace": ns},
-            "spec": {
-                "podSelector": {"matchLabels": kube.selector(orchestrator_labels)},
-                "policyTypes": ["Egress"],
-                "egress": [{"to": api_peers, "ports": api_ports}],
-            },
-        },
+        kube.network_policy("fltk-job-peers", ns, WORKER_LABELS, ingress=[{"from": workers}], egress=[{"to": workers}]),
+        kube.network_policy(
+            "fltk-orchestrator-api",
+            ns,
+            kube.selector(orchestrator_labels),
+            egress=[{"to": api_peers, "ports": api_ports}],
+        ),
     ]
 
 

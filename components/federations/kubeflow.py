@@ -131,17 +131,14 @@ def peer_policy(name: str, ns: str) -> dict[str, Any]:
         {"protocol": "TCP", "port": operators.RENDEZVOUS_PORT},
         {"protocol": "TCP", "port": low, "endPort": high},
     ]
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": {"name": f"{name}-peers", "namespace": ns, "labels": kube.labels("kubeflow", "trainjob", name)},
-        "spec": {
-            "podSelector": {"matchLabels": {JOBSET_LABEL: name}},
-            "policyTypes": ["Ingress", "Egress"],
-            "ingress": [{"from": peers, "ports": ports}],
-            "egress": [{"to": peers, "ports": ports}],
-        },
-    }
+    return kube.network_policy(
+        f"{name}-peers",
+        ns,
+        {JOBSET_LABEL: name},
+        ingress=[{"from": peers, "ports": ports}],
+        egress=[{"to": peers, "ports": ports}],
+        labels=kube.labels("kubeflow", "trainjob", name),
+    )
 
 
 class KubeflowFederation(pulumi.ComponentResource):

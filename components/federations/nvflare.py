@@ -587,16 +587,9 @@ class NvflareFederation(pulumi.ComponentResource):
             rules.append({"from": [local_jobs], "ports": [{"protocol": "TCP", "port": PARENT_PORT}]})
         peers += [{"ipBlock": {"cidr": cidr}} for cidr in sorted({*s.allowed_cidrs, *s.exposure.source_ranges})]
         rules.insert(0, {"from": peers, "ports": [{"protocol": "TCP", "port": FL_PORT}]})
-        return {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": {"name": f"{SERVER}-ingress", "namespace": ns, "labels": self._labels("server")},
-            "spec": {
-                "podSelector": {"matchLabels": _selector(self._labels("server"))},
-                "policyTypes": ["Ingress"],
-                "ingress": rules,
-            },
-        }
+        return kube.network_policy(
+            f"{SERVER}-ingress", ns, _selector(self._labels("server")), ingress=rules, labels=self._labels("server")
+        )
 
     def _site_service(self, ns: str, site: str) -> dict[str, Any]:
         """With the Kubernetes launcher a site's job pods dial their parent at `<site>:8102` (nvflare's naming)."""
@@ -612,16 +605,13 @@ class NvflareFederation(pulumi.ComponentResource):
 
     def _site_policy(self, ns: str, site: str) -> dict[str, Any]:
         jobs = {"podSelector": {"matchLabels": _selector(self._labels("job"))}}
-        return {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": {"name": f"{site}-ingress", "namespace": ns, "labels": self._labels("site", site)},
-            "spec": {
-                "podSelector": {"matchLabels": _selector(self._labels("site", site))},
-                "policyTypes": ["Ingress"],
-                "ingress": [{"from": [jobs], "ports": [{"protocol": "TCP", "port": PARENT_PORT}]}],
-            },
-        }
+        return kube.network_policy(
+            f"{site}-ingress",
+            ns,
+            _selector(self._labels("site", site)),
+            ingress=[{"from": [jobs], "ports": kube.tcp(PARENT_PORT)}],
+            labels=self._labels("site", site),
+        )
 
 
 def kit_digest(kit: dict[str, Any]) -> str:
