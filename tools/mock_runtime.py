@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import gc
+import json
 import runpy
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -29,6 +31,7 @@ SECRET_SIG = "4dabf18193072939515e22adb298388d"
 SECRET_VALUE_SIG = "1b47061264138c4ac30d75fd1eb44270"
 UNKNOWN_SHOWN = "[unknown]"  # how a render shows a value only the engine would know (preview: output<T>)
 MOCK_ACCOUNT = "123456789012"
+ORGANIZATION = "organization"  # the mock runtime's organization: a stack's own name is organization/PROJECT/STACK
 MOCK_PROJECT_NUMBER = "210987654321"
 
 # Outputs a provider would compute, keyed by resource type: deterministic stand-ins, named after the
@@ -130,6 +133,47 @@ DEFAULT_CALLS: dict[str, Call] = {
 }
 
 
+@dataclass(frozen=True)
+class StackOutputs:
+    """Another stack's outputs as a StackReference reads them: the values and which outputs are secret."""
+
+    outputs: dict[str, Any]
+    secret_names: frozenset[str] = frozenset()
+
+    FILE = "stack-outputs.json"  # written into every render directory (tools/render.py)
+
+    @classmethod
+    def load(cls, path: Path) -> StackOutputs:
+        """A render directory (its stack-outputs.json), or a file saved from `pulumi stack output --json
+        --show-secrets`: that form does not say which outputs are secret, so every one is treated as secret."""
+        if path.is_dir():
+            data = json.loads((path / cls.FILE).read_text())
+            return cls(data["outputs"], frozenset(data["secretOutputNames"]))
+        outputs = json.loads(path.read_text())
+        if not isinstance(outputs, dict):
+            raise ValueError(f"{path}: expected a JSON object of stack outputs")
+        return cls(outputs, frozenset(outputs))
+
+    @classmethod
+    def of(cls, recording: Recording) -> StackOutputs:
+        """What a StackReference to the rendered stack would read."""
+        return cls(
+            plain(recording.outputs, reveal=True),
+            frozenset(name for name, value in recording.outputs.items() if _holds_secret(value)),
+        )
+
+    def as_file(self) -> str:
+        document = {"outputs": self.outputs, "secretOutputNames": sorted(self.secret_names)}
+        return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+class MissingStackOutputsError(Exception):
+    """The program references a stack whose outputs the offline render was not given."""
+
+
+STACK_REFERENCE = "pulumi:pulumi:StackReference"
+
+
 class OfflineMocks(pulumi.runtime.Mocks):
     def __init__(
         self,
@@ -139,8 +183,27 @@ class OfflineMocks(pulumi.runtime.Mocks):
         self.synthesizers = {**DEFAULT_SYNTHESIZERS, **(synthesizers or {})}
         self.calls = {**DEFAULT_CALLS, **(calls or {})}
         self.regions: dict[str, str] = {}  # aws provider name -> its region, for invokes through it
+        self.stack_outputs: Mapping[str, StackOutputs] = {}  # other stacks' outputs, by ORG/PROJECT/STACK
+        self.own_stack = ""  # ORG/PROJECT/STACK of the stack being rendered
+
+    def read_stack(self, args: mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        """A StackReference: a read the engine answers from the other stack's last checkpoint (in a preview too)."""
+        name = str(args.resource_id or args.inputs.get("name"))
+        given = self.stack_outputs.get(name)
+        if given is None and name == self.own_stack:
+            given = StackOutputs({})  # the stack's own earlier outputs: none, as on a fresh stack
+        if given is None:
+            raise MissingStackOutputsError(
+                f"the program reads the outputs of stack {name} (a pulumi.StackReference); offline, give them with "
+                f"--stack-outputs {name}=PATH (PATH: that stack's render directory, or a file saved from "
+                "`pulumi stack output --json --show-secrets`)"
+            )
+        state = {"name": name, "outputs": given.outputs, "secretOutputNames": sorted(given.secret_names)}
+        return name, state
 
     def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        if args.typ == STACK_REFERENCE:
+            return self.read_stack(args)
         state = dict(args.inputs)
         if args.typ == "pulumi:providers:aws":
             self.regions[args.name] = str(args.inputs.get("region", "mock-region-1"))
@@ -190,6 +253,8 @@ class PreviewMocks(OfflineMocks):
             self.calls["command:local:run"] = _fresh_machine_run
 
     def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        if args.typ == STACK_REFERENCE:
+            return self.read_stack(args)
         known = KNOWN_IN_PREVIEW.get(args.typ, frozenset())
         _, planned = super().new_resource(args) if known else ("", {})
         state = dict(args.inputs)
@@ -243,6 +308,17 @@ class Recording:
     preview: bool = False
 
 
+_NO_OPTIONS: dict[str, Any] = {
+    "protect": False,
+    "retainOnDelete": False,
+    "deleteBeforeReplace": False,
+    "dependsOn": [],
+    "ignoreChanges": [],
+    "additionalSecretOutputs": [],
+    "aliases": [],
+}
+
+
 class RecordingMonitor(mocks.MockMonitor):
     def __init__(self, mock: pulumi.runtime.Mocks, recording: Recording) -> None:
         super().__init__(mock)
@@ -278,6 +354,24 @@ class RecordingMonitor(mocks.MockMonitor):
             )
         return response
 
+    def ReadResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        response = super().ReadResource(request)  # type: ignore[no-untyped-call]
+        from pulumi.runtime import rpc
+
+        # Recorded like a registration so renders and diffs show which other stacks a stack reads (never
+        # their values: those may be secret).
+        self.recording.resources[response.urn] = Registration(
+            urn=response.urn,
+            type=request.type,
+            name=request.name,
+            custom=True,
+            parent=request.parent or None,
+            provider=request.provider.rpartition("::")[0] or None if request.provider else None,
+            inputs={"name": rpc.deserialize_properties(request.properties).get("name", request.id)},
+            options={**_NO_OPTIONS, "read": True, "dependsOn": sorted(request.dependencies)},
+        )
+        return response
+
     def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802
         # Only the stack's own outputs: components whose parent is the stack also carry
         # `pulumi:pulumi:Stack` in their URN (`...::pulumi:pulumi:Stack$flstack:targets:Minikube::cluster`).
@@ -288,19 +382,29 @@ class RecordingMonitor(mocks.MockMonitor):
         return super().RegisterResourceOutputs(request)  # type: ignore[no-untyped-call]
 
 
-def run_program(files: StackFiles, mock: pulumi.runtime.Mocks | None = None, preview: bool = False) -> Recording:
+def run_program(
+    files: StackFiles,
+    mock: pulumi.runtime.Mocks | None = None,
+    preview: bool = False,
+    stack_outputs: Mapping[str, StackOutputs] | None = None,
+) -> Recording:
     """Runs the project's `__main__.py` for one stack and records every registration.
 
     `preview`: as `pulumi preview` on an empty stack (the SDK in dry-run, PreviewMocks by default).
+    `stack_outputs`: what StackReferences to other stacks (ORG/PROJECT/STACK) read.
     """
     recording = Recording(preview=preview)
+    mock = mock or (PreviewMocks() if preview else OfflineMocks())
+    if isinstance(mock, OfflineMocks):
+        mock.stack_outputs = dict(stack_outputs or {})
+        mock.own_stack = f"{ORGANIZATION}/{files.project}/{files.stack}"
     main = str(files.root / "__main__.py")
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))  # the components package the program imports
     run_under_mocks(
         lambda: runpy.run_path(main, run_name="__main__"),
         files,
-        RecordingMonitor(mock or (PreviewMocks() if preview else OfflineMocks()), recording),
+        RecordingMonitor(mock, recording),
         preview,
     )
     return recording
@@ -321,7 +425,7 @@ def run_under_mocks(
                 project=files.project,
                 stack=files.stack,
                 dry_run=preview,
-                organization="organization",
+                organization=ORGANIZATION,
                 callbacks=None,
             )
         )
@@ -355,6 +459,16 @@ def release_loops() -> None:
 
 def is_secret(value: Any) -> bool:
     return isinstance(value, dict) and value.get(SECRET_SIG) == SECRET_VALUE_SIG
+
+
+def _holds_secret(value: Any) -> bool:
+    if is_secret(value):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_secret(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_secret(v) for v in value)
+    return False
 
 
 def plain(value: Any, reveal: bool) -> Any:

@@ -1,6 +1,7 @@
 """Offline render: the credential-free preview of a stack.
 
     python -m tools.render STACK [--preview] [--out DIR] [--diff OLD_DIR] [--connectivity]
+                                 [--stack-outputs ORG/PROJECT/STACK=PATH ...]
 
 Runs the unchanged program under the Pulumi SDK's mock runtime with the stack's config and writes
 DIR/resources.json (every resource: type, name, parent, provider, options, inputs; secrets shown as
@@ -10,12 +11,18 @@ program runs as `pulumi up` would (every output known); --preview runs it as the
 on an empty stack would (outputs of planned creates unknown, shown as [unknown]), which is where
 preview-only faults show. With --connectivity it prints which workloads the rendered NetworkPolicies let
 reach which (tools/netpol.py).
+
+A stack that reads other stacks' outputs (cross-silo: a participant reads its hub's) renders without
+credentials from those stacks' renders: `--stack-outputs ORG/PROJECT/STACK=render/HUB` (each render
+directory holds the revealed `stack-outputs.json` a StackReference would read), or from a file saved with
+`pulumi stack output --json --show-secrets` by someone who can read that stack.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 from collections import Counter
@@ -28,7 +35,15 @@ import yaml
 
 from tools import diff as render_diff
 from tools import netpol, stack_files
-from tools.mock_runtime import Recording, contains_unknown, plain, release_loops, run_program
+from tools.mock_runtime import (
+    MissingStackOutputsError,
+    Recording,
+    StackOutputs,
+    contains_unknown,
+    plain,
+    release_loops,
+    run_program,
+)
 
 
 def _is_stack(urn: str | None) -> bool:
@@ -93,6 +108,9 @@ class Rendering:
     def outputs(self, reveal: bool = False) -> dict[str, Any]:
         return dict(plain(self.recording.outputs, reveal=reveal))
 
+    def stack_outputs(self) -> StackOutputs:
+        return StackOutputs.of(self.recording)
+
     def find(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
         for obj in self.manifests():
             meta = obj["metadata"]
@@ -124,6 +142,8 @@ class Rendering:
         (out / "manifests").mkdir(parents=True)
         (out / "resources.json").write_text(json.dumps(self.resources(), indent=2, sort_keys=True) + "\n")
         (out / "outputs.json").write_text(json.dumps(self.outputs(), indent=2, sort_keys=True) + "\n")
+        # What a StackReference to this stack reads (secrets revealed, like manifests/): feeds --stack-outputs.
+        (out / StackOutputs.FILE).write_text(self.stack_outputs().as_file())
         for obj in self.manifests():
             path = out / "manifests" / manifest_path(obj)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -135,17 +155,46 @@ def manifest_path(obj: dict[str, Any]) -> str:
     return f"{meta.get('namespace', '_cluster')}/{obj['kind']}.{meta['name']}.yaml"
 
 
-def render(stack: str, mock: pulumi.runtime.Mocks | None = None, preview: bool = False) -> Rendering:
+StackOutputsByName = dict[str, StackOutputs]  # ORG/PROJECT/STACK -> what a StackReference to it reads
+
+
+def render(
+    stack: str,
+    mock: pulumi.runtime.Mocks | None = None,
+    preview: bool = False,
+    stack_outputs: StackOutputsByName | None = None,
+) -> Rendering:
     """Renders one stack (as `up`, or as the first `preview`). Raises StackNotFoundError or ConfigError."""
     files = stack_files.load(stack)
-    return Rendering(stack, run_program(files, mock, preview))
+    return Rendering(stack, run_program(files, mock, preview, stack_outputs))
 
 
 def render_config(
-    files: stack_files.StackFiles, mock: pulumi.runtime.Mocks | None = None, preview: bool = False
+    files: stack_files.StackFiles,
+    mock: pulumi.runtime.Mocks | None = None,
+    preview: bool = False,
+    stack_outputs: StackOutputsByName | None = None,
 ) -> Rendering:
     """Renders an in-memory config (tests build variants of the shipped stacks this way)."""
-    return Rendering(files.stack, run_program(files, mock, preview))
+    return Rendering(files.stack, run_program(files, mock, preview, stack_outputs))
+
+
+def parse_stack_outputs(specs: list[str]) -> StackOutputsByName:
+    """`ORG/PROJECT/STACK=PATH` arguments -> outputs by stack name; raises ValueError naming the bad argument."""
+    from components.stack_refs import STACK_NAME_HELP, STACK_NAME_PATTERN
+
+    given: StackOutputsByName = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not re.fullmatch(STACK_NAME_PATTERN, name):
+            raise ValueError(f"--stack-outputs {spec!r}: expected STACK=PATH with STACK {STACK_NAME_HELP}")
+        if name in given:
+            raise ValueError(f"--stack-outputs: {name} given twice")
+        try:
+            given[name] = StackOutputs.load(Path(path))
+        except (OSError, ValueError, KeyError) as err:
+            raise ValueError(f"--stack-outputs {name}: cannot read {path}: {err}") from err
+    return given
 
 
 def print_counts(rendering: Rendering) -> None:
@@ -159,6 +208,7 @@ def print_counts(rendering: Rendering) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from components.config import ConfigError
+    from components.stack_refs import MissingStackOutputError
 
     parser = argparse.ArgumentParser(prog="python -m tools.render", description=__doc__.split("\n\n")[0])
     parser.add_argument("stack", help=f"stack name (stacks/Pulumi.STACK.yaml): {', '.join(stack_files.stack_names())}")
@@ -170,11 +220,25 @@ def main(argv: list[str] | None = None) -> int:
         help="run as the first `pulumi preview` on an empty stack: values only the engine would know are [unknown]",
     )
     parser.add_argument("--connectivity", action="store_true", help="print the allowed flows between workloads")
+    parser.add_argument(
+        "--stack-outputs",
+        action="append",
+        default=[],
+        metavar="ORG/PROJECT/STACK=PATH",
+        help="outputs of a stack this one references: its render directory, or `pulumi stack output --json "
+        "--show-secrets` saved to a file (repeatable)",
+    )
     args = parser.parse_args(argv)
     out = args.out or stack_files.ROOT / "render" / (f"{args.stack}.preview" if args.preview else args.stack)
     try:
-        rendering = render(args.stack, preview=args.preview)
-    except (stack_files.StackNotFoundError, ConfigError) as err:
+        rendering = render(args.stack, preview=args.preview, stack_outputs=parse_stack_outputs(args.stack_outputs))
+    except (
+        stack_files.StackNotFoundError,
+        ConfigError,
+        ValueError,
+        MissingStackOutputsError,  # a referenced stack's outputs not given
+        MissingStackOutputError,  # given, but without what this stack reads
+    ) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except Exception as err:  # the program itself failed, as `pulumi up`/`preview` would report it

@@ -20,6 +20,9 @@ DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 DNS_LABEL_HELP = "a DNS-1123 label (lowercase letters, digits and '-', at most 63 characters)"
 QUANTITY = r"[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|m|k|M|G|T|P)?"
 QUANTITY_HELP = "a Kubernetes quantity such as 10Gi or 500m"
+# A fully qualified Pulumi stack name, as `pulumi.StackReference` takes it (the cross-silo links).
+STACK_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*"
+STACK_NAME_HELP = "a fully qualified stack name ORG/PROJECT/STACK (`pulumi stack ls --all` shows them)"
 KUBE_VERSION = r"1\.[0-9]{2}(\.[0-9]+)?"
 KUBE_VERSION_HELP = "a Kubernetes version such as 1.34.0"
 UNITS = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15}
