@@ -149,16 +149,18 @@ def bound(opts: pulumi.ResourceOptions) -> pulumi.ResourceOptions:
     return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(deleted_with=lifetime))
 
 
-def apply(obj: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
+def apply(obj: dict[str, Any], opts: pulumi.ResourceOptions, logical_name: str | None = None) -> pulumi.CustomResource:
     """Registers one Kubernetes object (a manifest dict) as its typed pulumi_kubernetes resource.
 
     Components describe objects as plain manifests, which keeps them readable and testable; the typed
     class gives per-object previews and lets policies see each object. The logical name is
-    `namespace/name` (or `name` for cluster-scoped objects), like pulumi-kubernetes' own YAML support.
+    `namespace/name` (or `name` for cluster-scoped objects), like pulumi-kubernetes' own YAML support;
+    `logical_name` stands in for `name` there when the object's name is an Output (a content digest).
     """
     api_version, kind = obj["apiVersion"], obj["kind"]
     meta = obj["metadata"]
-    logical = f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else meta["name"]
+    name = logical_name or meta["name"]
+    logical = f"{meta['namespace']}/{name}" if meta.get("namespace") else name
     logical = f"{kind.lower()}:{logical}"
     group, _, version = api_version.rpartition("/")
     module = getattr(k8s, _GROUP_MODULES.get(group, "-"), None)
@@ -171,7 +173,7 @@ def apply(obj: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.CustomRes
     else:
         resource = cls(logical, opts=opts, **fields)
     if isinstance(opts.provider, ClusterProvider):
-        opts.provider.registered[(kind, meta.get("namespace"), meta["name"])] = resource
+        opts.provider.registered[(kind, meta.get("namespace"), name)] = resource
     return resource
 
 

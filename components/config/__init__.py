@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -54,7 +55,18 @@ def parse(raw: dict[str, Any], secret_keys: set[str] | frozenset[str] = frozense
         noun = "problem" if len(lines) == 1 else "problems"
         raise ConfigError(f"invalid stack config ({len(lines)} {noun}):\n  " + "\n  ".join(lines))
     assert isinstance(result, StackConfig)
-    return result
+    return _verify_defaults(result)
+
+
+def _verify_defaults(stack: StackConfig) -> StackConfig:
+    """Each federation's unset `verify` becomes its default: on where the target verifies by default (the
+    local minikube target) and the framework has a verification Job."""
+    default = registry.verifies_by_default(stack.target.kind)
+    federations = [
+        fed if fed.verify is not None else dataclasses.replace(fed, verify=default and registry.verifies(fed.framework))
+        for fed in stack.federations
+    ]
+    return dataclasses.replace(stack, federations=federations)
 
 
 def load() -> StackConfig:

@@ -98,6 +98,9 @@ class FederationConfig:
     name: str = rule(pattern=DNS_LABEL, pattern_help=DNS_LABEL_HELP)
     framework: str = rule()
     namespace: str | None = rule(None, pattern=DNS_LABEL, pattern_help=DNS_LABEL_HELP)
+    # The post-deploy verification Job (components/verify.py). Unset: the target's default (true on the
+    # local minikube target, false elsewhere); `parse` resolves it, so after loading it is a bool.
+    verify: bool | None = None
     settings: Any = rule(None, variants=_frameworks, tag="framework")
 
     @property
@@ -117,6 +120,8 @@ class FederationConfig:
         if required and self.namespace not in (None, required):
             why = getattr(self.settings, "required_namespace_reason", "the framework hard-codes it")
             yield "namespace", f"{self.framework} runs only in namespace {required!r} ({why}): remove the key"
+        if self.verify and not registry.verifies(self.framework):
+            yield "verify", f"{self.framework} has no verification Job yet: remove the key or set it to false"
         rendered = getattr(self.settings, "manifest_problems", None)
         if callable(rendered):
             for key, message in rendered(self.name, self.home_namespace):

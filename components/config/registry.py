@@ -39,3 +39,15 @@ def load_balancer_refusal(kind: str) -> str | None:
     component = _filled(TARGETS, "components.targets").get(kind)
     refusal: str | None = getattr(component, "NO_LOAD_BALANCERS", None)
     return refusal
+
+
+def verifies_by_default(kind: str) -> bool:
+    """Whether federations on target `kind` get a verification Job unless they set `verify` (VERIFY_BY_DEFAULT)."""
+    component = _filled(TARGETS, "components.targets").get(kind)
+    return bool(getattr(component, "VERIFY_BY_DEFAULT", False))
+
+
+def verifies(framework: str) -> bool:
+    """Whether `framework`'s component can add a verification Job (its class sets VERIFIES = True)."""
+    component = _filled(FRAMEWORKS, "components.federations").get(framework)
+    return bool(getattr(component, "VERIFIES", False))

@@ -10,12 +10,13 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 
 import pulumi
 import pulumi_tls as tls
 
-from components import kube, pki
+from components import checks, kube, pki, verify
 from components.config import FederationConfig
 from components.config.model import (
     CIDR_HELP,
@@ -44,6 +45,8 @@ HOME = "/home/app"  # an emptyDir: the root filesystem is read-only, Flower writ
 GROUP_LABEL = "flstack.dev/supernode-group"
 PARTITION_LABEL = "flstack.dev/partition"  # with node auth: one StatefulSet per partition
 CA_FILE_PLACEHOLDER = "@CA_FILE@"
+VERIFY_DIR = "/etc/flstack/verify"  # the verification Job's script and the smoke app (a ConfigMap)
+SMOKE_APP = Path(__file__).resolve().parents[2] / "examples" / "flower-smoke"  # the in-repo app the Job runs
 NodeConfigValue = str | int | float | bool
 # Defaults when a resources block leaves cpu or memory out (every container gets requests and a memory limit).
 SUPERLINK_RESOURCES = Resources(cpu="250m", memory="512Mi")
@@ -173,6 +176,7 @@ SCRATCH_MOUNTS, SCRATCH_VOLUMES = kube.scratch_volumes(HOME)
 
 class FlowerFederation(pulumi.ComponentResource):
     Settings = FlowerSettings
+    VERIFIES = True  # `verify`: a Job runs the smoke app and checks every partition took part
 
     def __init__(
         self,
@@ -186,6 +190,7 @@ class FlowerFederation(pulumi.ComponentResource):
         ns = federation.home_namespace
         self.namespace = ns
         self.settings = s
+        self.verify = bool(federation.verify)
         self._platform = platform
         self.name = name
         fqdn = f"{SERVICE}.{ns}.svc.cluster.local"
@@ -244,13 +249,15 @@ class FlowerFederation(pulumi.ComponentResource):
                 platform.opts(self, depends_on=[namespace], retain_on_delete=True),
             )
         superlink = kube.apply(self._superlink(ns), platform.opts(self, depends_on=[state]))
+        workloads: list[pulumi.Resource] = [superlink]  # what the verification Job waits for
         kube.apply(self._superlink_service(ns), namespace_opts)
         kube.apply(self._superlink_policy(ns), namespace_opts)
         if s.isolation == "process":
-            kube.apply(self._serverapp_superexec(ns), namespace_opts)
+            workloads.append(kube.apply(self._serverapp_superexec(ns), namespace_opts))
         if node_keys:
             # Keys can only be registered with a running SuperLink (the Deployment is awaited until ready).
-            kube.apply(self._register_job(ns, len(node_keys)), platform.opts(self, depends_on=[superlink]))
+            register = self._register_job(ns, len(node_keys))
+            workloads.append(kube.apply(register, platform.opts(self, depends_on=[superlink])))
         kube.apply(self._supernode_service(ns), namespace_opts)
         offset = 0
         for group in s.supernode_groups():
@@ -258,10 +265,24 @@ class FlowerFederation(pulumi.ComponentResource):
                 for partition in range(offset, offset + group.replicas):
                     key_files = kube.content_hash(node_keys[partition].public_key_openssh)  # same key, not secret
                     obj = self._supernodes(ns, group, partition, 1, total, key_files)
-                    kube.apply(obj, namespace_opts)
+                    workloads.append(kube.apply(obj, namespace_opts))
             else:
-                kube.apply(self._supernodes(ns, group, offset, group.replicas, total), namespace_opts)
+                workloads.append(kube.apply(self._supernodes(ns, group, offset, group.replicas, total), namespace_opts))
             offset += group.replicas
+        verification: dict[str, Any] = {}
+        if self.verify:
+            kube.apply(self._verify_files(ns), namespace_opts)
+            job = verify.verification_job(
+                "verify",
+                ns,
+                **self._verification(ns, total, ca_pem),
+                depends_on=workloads,
+                opts=namespace_opts,
+                labels=verify.labels("flower", name),
+                uid=UID,
+                service_account="flower",
+            )
+            verification = {"verificationLog": verify.log_command(job)}
 
         self.outputs: dict[str, Any] = {
             "namespace": ns,
@@ -273,6 +294,7 @@ class FlowerFederation(pulumi.ComponentResource):
             # From a laptop: the certificate also holds 127.0.0.1, so a port-forward just works.
             "portForward": f"kubectl -n {ns} port-forward svc/{SERVICE} {PORT}:{PORT}",
             "flwrConfigPortForward": self._flwr_config(name, f"127.0.0.1:{PORT}"),
+            **verification,
         }
         self.register_outputs(self.outputs)
 
@@ -403,6 +425,8 @@ class FlowerFederation(pulumi.ComponentResource):
             {"podSelector": {"matchLabels": _selector(self._labels("supernode"))}},
             {"podSelector": {"matchLabels": _selector(self._labels("superexec"))}},
         ]
+        if self.verify:  # the verification Job's pod, and only while verification is on
+            peers.append(verify.peer("flower", self.name))
         cidrs = sorted({*s.allowed_cidrs, *s.exposure.source_ranges})
         peers += [{"ipBlock": {"cidr": cidr}} for cidr in cidrs]
         return kube.network_policy(
@@ -604,6 +628,47 @@ class FlowerFederation(pulumi.ComponentResource):
             },
         }
 
+    def _verify_files(self, ns: str) -> dict[str, Any]:
+        """The verification script and the in-repo smoke app, for the Job to mount."""
+        return {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "flower-verify", "namespace": ns, "labels": verify.labels("flower", self.name)},
+            "data": {"verify.py": checks.script("flower_verify"), **{key: text for key, (_, text) in _smoke_app()}},
+        }
+
+    def _verification(self, ns: str, partitions: int, ca_pem: pulumi.Input[str] | None) -> dict[str, Any]:
+        """The Job's container, volumes and subject: the smoke app through the Control API, as a `flwr` user."""
+        s = self.settings
+        config = self._cli_config(self.name, f"{CA_DIR}/ca.crt")
+        command = ["python3", f"{VERIFY_DIR}/verify.py", f"{VERIFY_DIR}/app", self.name, str(partitions), config]
+        items = [{"key": "verify.py", "path": "verify.py"}]
+        items += [{"key": key, "path": f"app/{path}"} for key, (path, _) in _smoke_app()]
+        mounts = [*SCRATCH_MOUNTS, {"name": "verify", "mountPath": VERIFY_DIR, "readOnly": True}]
+        volumes = [*SCRATCH_VOLUMES, {"name": "verify", "configMap": {"name": "flower-verify", "items": items}}]
+        if not s.insecure:
+            mounts.append({"name": "ca", "mountPath": CA_DIR, "readOnly": True})
+            volumes.append({"name": "ca", "configMap": {"name": "flower-ca"}})
+        container = {
+            "name": "verify",
+            "image": self._image("superlink"),  # it ships the `flwr` CLI and the app's dependencies (numpy)
+            "command": command,
+            "env": HOME_ENV,
+            "volumeMounts": mounts,
+            "resources": AGENT_RESOURCES.manifest(),
+        }
+        subject = {
+            "superlink": self.address,
+            "partitions": partitions,
+            "caSha256": kube.content_hash(ca_pem) if ca_pem is not None else None,
+            "nodeAuth": s.node_auth,
+            "isolation": s.isolation,
+            "image": container["image"],
+            "command": command,
+            "files": verify.digest([checks.script("flower_verify"), *(text for _, (_, text) in _smoke_app())]),
+        }
+        return {"subject": subject, "container": container, "volumes": volumes}
+
     def _cli_config(self, federation: str, ca_path: str, address: str | None = None) -> str:
         trust = "insecure = true" if self.settings.insecure else f'root-certificates = "{ca_path}"'
         address = address or self.address
@@ -613,6 +678,16 @@ class FlowerFederation(pulumi.ComponentResource):
         """A `config.toml` for `flwr run APP NAME`. flwr wants an absolute CA path, which only the user knows."""
         header = "# $FLWR_HOME/config.toml: save the caCertificate output and put its absolute path for @CA_FILE@\n"
         return header + self._cli_config(name, CA_FILE_PLACEHOLDER, address)
+
+
+def _smoke_app() -> list[tuple[str, tuple[str, str]]]:
+    """(ConfigMap key, (path in the app, text)) of every file of examples/flower-smoke, sorted."""
+    files = sorted(p for p in SMOKE_APP.rglob("*") if p.is_file() and p.suffix in {".py", ".toml"})
+    found = []
+    for path in files:
+        relative = path.relative_to(SMOKE_APP).as_posix()
+        found.append(("app-" + relative.replace("/", "-"), (relative, path.read_text())))
+    return found
 
 
 def _pod(containers: list[dict[str, Any]], volumes: list[dict[str, Any]]) -> dict[str, Any]:

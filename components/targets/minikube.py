@@ -56,6 +56,8 @@ class MinikubeCluster(pulumi.ComponentResource):
         "does not start, so the Service would wait 10 minutes and fail on every up; use type 'NodePort'"
     )
     SHARED_STORAGE: ClassVar[dict[str, str | None]] = {}  # ReadWriteMany: nfs (or existing) only
+    # The local stacks: `pulumi up` proves each federation works (its verification Job) unless `verify: false`.
+    VERIFY_BY_DEFAULT = True
 
     def __init__(self, name: str, settings: MinikubeSettings, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("flstack:targets:Minikube", name, None, opts)

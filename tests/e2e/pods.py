@@ -31,14 +31,21 @@ class LocalContainer:
         raise KeyError(f"{pod_path} is not under any volume mount")
 
 
+def _listed(files: dict[str, str], source: dict[str, Any]) -> dict[str, str]:
+    """A Secret's or ConfigMap's keys as the volume shows them: only the listed `items`, at their paths."""
+    items = source.get("items")
+    return {item["path"]: files[item["key"]] for item in items} if items else files
+
+
 def _volume_files(rendering: Rendering, namespace: str, volume: dict[str, Any]) -> dict[str, str] | None:
     if "secret" in volume:
         secret = rendering.find("Secret", volume["secret"]["secretName"], namespace)
         files = dict(secret.get("stringData", {}))
         files.update({k: base64.b64decode(v).decode() for k, v in secret.get("data", {}).items()})
-        return files
+        return _listed(files, volume["secret"])
     if "configMap" in volume:
-        return dict(rendering.find("ConfigMap", volume["configMap"]["name"], namespace).get("data", {}))
+        data = dict(rendering.find("ConfigMap", volume["configMap"]["name"], namespace).get("data", {}))
+        return _listed(data, volume["configMap"])
     if "emptyDir" in volume or "persistentVolumeClaim" in volume:
         return {}
     if "projected" in volume:  # each source's listed items, at their paths (all keys if none are listed)
@@ -46,8 +53,7 @@ def _volume_files(rendering: Rendering, namespace: str, volume: dict[str, Any]) 
         for source in volume["projected"]["sources"]:
             (kind, ref), name_key = next(iter(source.items())), "secretName" if "secret" in source else "name"
             keys = _volume_files(rendering, namespace, {kind: {name_key: ref["name"], "name": ref["name"]}}) or {}
-            items = ref.get("items") or [{"key": k, "path": k} for k in keys]
-            files.update({item["path"]: keys[item["key"]] for item in items})
+            files.update(_listed(keys, ref))
         return files
     raise NotImplementedError(f"volume type of {volume}")
 

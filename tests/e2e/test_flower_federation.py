@@ -9,6 +9,10 @@ rendered NetworkPolicies allow it (tests/e2e/policy.py: DNS lookup, egress and i
 Then `flwr run` the in-repo app with the stack's port-forward `config.toml` output and check every round
 heard from both partitions. With one policy peer removed or one pod label changed, the forwarders refuse
 the SuperNodes and say which flow the policies drop.
+
+The stack's verification Job (verify defaults to true on minikube) runs in its own pod too, from its rendered
+command and mounted files, through the same policy enforcement: it succeeds on the running federation and
+fails, naming the missing partition, when one SuperNode is not started.
 """
 
 from __future__ import annotations
@@ -95,15 +99,26 @@ def client_pods(rendering: render.Rendering, settings: dict[str, Any]) -> dict[s
         clients["serverapp"] = "superexec-serverapp-0"
     if settings.get("nodeAuth"):  # the registration Job's pod
         clients["register"] = "register-supernodes-0"
+    clients["verify"] = verification_job(rendering)["metadata"]["name"] + "-0"
     return clients
+
+
+def verification_job(rendering: render.Rendering) -> dict[str, Any]:
+    (job,) = [o for o in rendering.manifests() if o["kind"] == "Job" and o["metadata"]["name"].startswith("verify-")]
+    return job
 
 
 @contextmanager
 def started(
-    tmp_path: Path, rendering: render.Rendering, settings: dict[str, Any], model: list[dict[str, Any]] | None = None
+    tmp_path: Path,
+    rendering: render.Rendering,
+    settings: dict[str, Any],
+    model: list[dict[str, Any]] | None = None,
+    missing: frozenset[int] = frozenset(),
 ) -> Iterator[Federation]:
-    """The SuperLink and both SuperNodes running, each client pod's Service address forwarded to the SuperLink
-    through the rendered NetworkPolicies (`model`: the manifests the policies are read from, default the render's)."""
+    """The SuperLink and both SuperNodes (but those in `missing`) running, each client pod's Service address
+    forwarded to the SuperLink through the rendered NetworkPolicies (`model`: the manifests the policies are
+    read from, default the render's)."""
     why_not = netns.available()
     if why_not:
         pytest.fail(f"cannot run the Flower federation here: {why_not}")
@@ -147,6 +162,8 @@ def started(
                 procs.start("superexec-serverapp", command, {**env, **app.env})
 
             for index, (workload, pod_index) in enumerate(supernode_pods(rendering, settings)):
+                if index in missing:
+                    continue
                 pod = pods[f"node{index}"]
                 for container in workload["spec"]["template"]["spec"]["containers"]:  # all share the pod's network
                     local = materialize(
@@ -174,6 +191,7 @@ def test_real_federation_completes_rounds_with_both_partitions(tmp_path: Path, v
             procs.wait_for(f"supernode-{index} gRPC health", check, 60)
         # `flwr` runs where `kubectl port-forward` would land: inside the SuperLink's pod.
         result = run_app(pods["superlink"], federation.bin_dir, tmp_path, federation.outputs, procs)
+        verification = run_verification(federation)
         refusals = federation.enforcement.refusals()
 
     assert refusals == [], "\n".join(refusals)
@@ -186,6 +204,21 @@ def test_real_federation_completes_rounds_with_both_partitions(tmp_path: Path, v
         assert round_["partition_ids"] == [0, 1], (round_, procs.logs())
         assert round_["errors"] == []
     assert abs(result["final_w"][0] - 2.0) < 0.2  # the model learned: real training happened
+    # The rendered verification Job, through the Control API and the policies, proved the same.
+    assert verification.returncode == 0, f"{verification.stdout}\n{verification.stderr}\n{procs.logs()}"
+    assert "VERIFIED: run " in verification.stdout and "every partition 0..1" in verification.stdout
+
+
+def test_verification_job_fails_naming_the_supernode_that_is_not_started(tmp_path: Path) -> None:
+    rendering = render.render(STACK, mocks_with_real_tls())
+    with started(tmp_path, rendering, {}, missing=frozenset({1})) as federation:
+        verification = run_verification(federation)
+        refusals = federation.enforcement.refusals()
+    assert refusals == [], "\n".join(refusals)
+    assert verification.returncode == 1, verification.stdout
+    last = verification.stdout.strip().splitlines()[-1]
+    expected = "VERIFICATION FAILED: 1 of 2 SuperNodes took part; round 1: partitions [0] replied, missing 1"
+    assert last.startswith(expected), verification.stdout
 
 
 def _supernode_peer_removed(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -261,6 +294,23 @@ def register_supernodes(federation: Federation) -> None:
             assert out.stdout.count('"success": true') == 2, out.stdout
         else:
             assert out.stdout.count("already in use") == 2, out.stdout
+
+
+def run_verification(federation: Federation) -> subprocess.CompletedProcess[str]:
+    """The rendered verification Job's container in its own pod (python3 and flwr from the Flower venv)."""
+    job = verification_job(federation.rendering)
+    spec = {"kind": "Job", "metadata": job["metadata"], "spec": job["spec"]}
+    local = materialize(federation.rendering, spec, "verify", federation.pods_dir, host_map=federation.to_loopback)
+    assert local.args[0] == "python3"
+    bin_dir = federation.bin_dir
+    return subprocess.run(
+        federation.pods["verify"].command([str(bin_dir / "python3"), *local.args[1:]]),
+        env={**base_env(bin_dir), **local.env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def grpc_serving(bin_dir: Path, pod: netns.Pod, port: int) -> bool:

@@ -181,7 +181,8 @@ def test_state_survives_restarts_and_destroy() -> None:
 def test_pods_are_non_root_read_only_and_drop_capabilities() -> None:
     rendering = render(flower(nodeAuth=True, isolation="process"))
     workloads = [o for o in rendering.manifests() if o["kind"] in ("Deployment", "StatefulSet", "Job")]
-    assert len(workloads) == 5  # SuperLink, SuperExec, registration Job, a StatefulSet per SuperNode
+    # SuperLink, SuperExec, registration Job, a StatefulSet per SuperNode, the verification Job
+    assert len(workloads) == 6
     for obj in workloads:
         pod = obj["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsUser"] == 49999 and pod["securityContext"]["runAsNonRoot"]
@@ -205,7 +206,8 @@ def test_only_this_federations_supernodes_and_listed_cidrs_reach_the_superlink()
     assert {"ipBlock": {"cidr": "198.51.100.0/24"}} in peers
     selectors = [p["podSelector"]["matchLabels"] for p in peers if "podSelector" in p]
     assert all(s["app.kubernetes.io/part-of"] == "fl" for s in selectors)
-    assert {s["app.kubernetes.io/component"] for s in selectors} == {"supernode", "superexec"}
+    # The verification Job's pod too (verify defaults to true on minikube), and nothing more.
+    assert {s["app.kubernetes.io/component"] for s in selectors} == {"supernode", "superexec", "verify"}
     deny = rendering.find("NetworkPolicy", "default-deny", "fl")
     assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
 
@@ -250,7 +252,7 @@ def test_node_auth_gives_each_supernode_only_its_own_key() -> None:
     assert not any("secret" in v for v in volumes)
     public = rendering.find("ConfigMap", "supernode-public-keys", "fl")["data"]
     assert sorted(public) == ["node-0.pub", "node-1.pub", "node-2.pub"]
-    (job_row,) = [r for r in rendering.resources() if r["type"] == "kubernetes:batch/v1:Job"]
+    job_row = next(r for r in rendering.resources() if r["name"] == "job:fl/register-supernodes")
     assert "kubernetes:apps/v1:Deployment::deployment:fl/superlink" in job_row["options"]["dependsOn"]
 
 

@@ -525,7 +525,8 @@ def test_the_pack_catches_an_open_load_balancer_even_when_the_stack_acknowledged
 
 def test_the_pack_can_require_digests_and_the_stack_can_give_them() -> None:
     rows = flower_rows(supernodes=1)
-    assert len(pack_violations(rows, {"requireDigest": True})) == 2  # superlink and supernode images, tags only
+    # superlink and supernode images, tags only: the SuperLink's, the verification Job's, the SuperNodes'
+    assert len(pack_violations(rows, {"requireDigest": True})) == 3
     config = {
         "target": MINIKUBE,
         "federations": [{"name": "fl", "framework": "flower", "flower": {"supernodes": 1}}],

@@ -57,7 +57,9 @@ def _fltk(cluster: netpol.Cluster, name: str, outputs: dict[str, Any]) -> list[D
 
 # Per framework: which of a federation's pods dial which of its stack outputs' addresses.
 CLIENTS: dict[str, Callable[[netpol.Cluster, str, dict[str, Any]], list[Dial]]] = {
-    "flower": _coordinator("superlinkAddress", lambda pod, name: _component(pod, name) in {"supernode", "superexec"}),
+    "flower": _coordinator(
+        "superlinkAddress", lambda pod, name: _component(pod, name) in {"supernode", "superexec", "verify"}
+    ),
     "nvflare": _coordinator("serverAddress", lambda pod, name: _component(pod, name) in {"site", "admin"}),
     "kubeflow": _coordinator("masterAddress", lambda pod, name: pod.labels.get(JOBSET) == name),  # node 0 too
     "fate": _fate,

@@ -7,12 +7,18 @@ from typing import Any
 
 import pytest
 
+from components import verify
 from tests.helpers import render_stack
 from tools import diff, render
 
 Key = tuple[str, str]
 PLATFORM = ("flstack:targets:", "flstack:storage:")
 CLAIM = ("kubernetes:core/v1:PersistentVolumeClaim", "persistentvolumeclaim:demo/superlink-state")
+VERIFICATION = [
+    ("kubernetes:batch/v1:Job", "job:demo/verify"),
+    ("kubernetes:core/v1:ConfigMap", "configmap:demo/flower-verify"),
+]
+SUPERLINK_POLICY = ("kubernetes:networking.k8s.io/v1:NetworkPolicy", "networkpolicy:demo/superlink-ingress")
 CLOUDS = ("aws:", "gcp:", "pulumi:providers:aws", "pulumi:providers:gcp")
 
 
@@ -63,7 +69,9 @@ def test_moving_local_flower_to_a_cloud_changes_only_target_and_storage(
     after = {(r["type"], r["name"]): r for r in cloud}
     changes = diff.compare(local, cloud)
 
-    assert [k for k in changes.removed if not is_platform(k, before)] == []
+    # `verify` follows the target when unset (on for minikube, off for the clouds): the verification Job, its
+    # files and the SuperLink policy's admission of its pod go, and nothing else of the federation.
+    assert [k for k in changes.removed if not is_platform(k, before)] == VERIFICATION
     assert [k for k in changes.added if not is_platform(k, after)] == []
     # Changed rows that belong to a federation may differ only where they name a storage class, and in
     # the lifecycle links to the target: minikube's objects go with `minikube delete` (a cloud's are deleted),
@@ -74,7 +82,14 @@ def test_moving_local_flower_to_a_cloud_changes_only_target_and_storage(
         if not is_platform(k, after)
     }
     federation_changes = {k: paths for k, paths in federation_changes.items() if paths}
-    assert federation_changes == {CLAIM: ["inputs.spec.storageClassName", "options.dependsOn"]}
+    assert federation_changes == {
+        CLAIM: ["inputs.spec.storageClassName", "options.dependsOn"],
+        SUPERLINK_POLICY: ["inputs.spec.ingress[0].from"],
+    }
+    peers_before = before[SUPERLINK_POLICY]["inputs"]["spec"]["ingress"][0]["from"]
+    peers_after = after[SUPERLINK_POLICY]["inputs"]["spec"]["ingress"][0]["from"]
+    assert [p for p in peers_before if p not in peers_after] == [verify.peer("flower", "demo")]
+    assert all(p in peers_before for p in peers_after)
     assert before[CLAIM]["inputs"]["spec"]["storageClassName"] == "standard"
     assert after[CLAIM]["inputs"]["spec"]["storageClassName"] == state_class
 
@@ -83,6 +98,7 @@ def test_moving_local_flower_to_a_cloud_changes_only_target_and_storage(
     assert all(k in changes.added for k in platform)
     assert ("pulumi:providers:kubernetes", "cluster-k8s") in changes.changed  # same name: same provider reference
     federation = [k for k in before if root_component(k, before) == "flstack:federations:Flower"]
+    federation = [k for k in federation if k not in VERIFICATION]
     assert len(federation) > 10 and all(k in after for k in federation)
     assert all(after[k]["provider"] == before[k]["provider"] for k in federation)
 
