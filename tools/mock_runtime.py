@@ -429,6 +429,9 @@ def run_under_mocks(
                 callbacks=None,
             )
         )
+        # The SDK's pending-output set is a context property whose first value is the default of every fresh
+        # context: without a set of its own, a run would await the outputs a failed earlier run left behind.
+        settings.SETTINGS.outputs = set()
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         try:
