@@ -68,6 +68,8 @@ class ClusterProvider(k8s.Provider):
         # and per StorageClass name what must exist before a claim of that class binds.
         self.registered: dict[tuple[str, str | None, str], pulumi.Resource] = {}
         self.storage_ready: dict[str, list[pulumi.Resource]] = {}
+        # The program's retention.Guard, when it has one: retained claims and namespaces wait for its check.
+        self.retention: Any = None
 
 
 def storage_ready(provider: k8s.Provider, storage_class: str, *resources: pulumi.Resource) -> None:
@@ -167,6 +169,9 @@ def apply(obj: dict[str, Any], opts: pulumi.ResourceOptions, logical_name: str |
     cls = getattr(getattr(module, version, None), kind, None)
     fields = {_snake(k): v for k, v in obj.items() if k not in ("apiVersion", "kind")}
     opts = bound(ordered(obj, opts))
+    guard = opts.provider.retention if isinstance(opts.provider, ClusterProvider) else None
+    if guard is not None and opts.retain_on_delete and kind in ("PersistentVolumeClaim", "Namespace"):
+        opts = guard.hold(obj, opts)
     resource: pulumi.CustomResource
     if cls is None:  # a custom resource (PyTorchJob, ...)
         resource = k8s.apiextensions.CustomResource(logical, api_version=api_version, kind=kind, opts=opts, **fields)

@@ -25,7 +25,15 @@ from pulumi.runtime import settings
 
 from components.config.model import STACK_NAME, STACK_NAME_HELP
 
-__all__ = ["STACK_NAME_HELP", "STACK_NAME_PATTERN", "MissingStackOutputError", "reference", "stack_output"]
+__all__ = [
+    "STACK_NAME_HELP",
+    "STACK_NAME_PATTERN",
+    "MissingStackOutputError",
+    "own_previous_output",
+    "own_stack",
+    "reference",
+    "stack_output",
+]
 
 STACK_NAME_PATTERN = STACK_NAME
 
@@ -67,6 +75,18 @@ def stack_output(stack: str, *path: str, key: str) -> pulumi.Output[Any]:
     # The listing of what exists is read from all outputs; the result keeps the secretness of its own output.
     found = pulumi.Output.all(top, ref.outputs).apply(walk)
     return pulumi.Output(found.resources(), found.future(), found.is_known(), asyncio.ensure_future(top.is_secret()))
+
+
+def own_stack() -> str:
+    """This stack's fully qualified name (the DIY backends' organization is always `organization`)."""
+    return f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
+
+
+def own_previous_output(name: str) -> pulumi.Output[Any]:
+    """This stack's output `name` as its last update left it: None on a fresh stack or when that update did
+    not export it. The engine answers a reference to the stack itself from its last checkpoint (in `preview`
+    too); the stack's outputs there change only when an update registers new ones, so never mid-run."""
+    return reference(own_stack()).get_output(name)
 
 
 def _missing(stack: str, path: tuple[str, ...], depth: int, key: str, there: Any) -> MissingStackOutputError:

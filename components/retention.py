@@ -1,0 +1,142 @@
+"""Refuse config changes that would replace a retained claim or move a federation's retained namespace.
+
+Retained claims (`retain_on_delete`) keep federation state across `destroy` and replacements, but
+Kubernetes does not let a claim's storage class, access modes, selector or volume change: pulumi-kubernetes
+replaces the claim for them, and with the old one retained and `upsertExistingObjects` the `up` stops on
+the API server's "field is immutable" halfway through. A federation whose home namespace changes starts
+empty in the new one while its data stays behind. The program alone cannot see what it deployed last
+time, so every run exports `retained` (what it retained: per claim those fields, per federation its home
+namespace) and the next run reads it back through a StackReference to the stack itself. The engine
+allows that: the reference is a read the builtin provider answers from the stack's last checkpoint,
+in `preview` as in `up` and on every backend, and the root stack's outputs change only when an update
+registers new ones (a failed update keeps them). A fresh stack reads none, so nothing is compared.
+
+`Guard` holds back the registration of every retained claim and namespace (`kube.apply` adds it to their
+`depends_on`, resolving to no dependency) until the program has built them all and they were compared:
+one ConfigError lists every changed key, and no retained object, nor anything that depends on one, is
+registered before that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from types import TracebackType
+from typing import Any, cast
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import kube
+from components.config import ConfigError, StackConfig
+from components.stack_refs import own_previous_output
+
+RECORD = "retained"  # the stack output this module writes and reads back
+# What pulumi-kubernetes replaces a claim for (its forceNew paths besides name and namespace).
+CLAIM_FIELDS = ("storageClassName", "accessModes", "selector", "volumeName")
+MOVING_DATA = 'README, "Moving retained data"'
+
+
+def previous_record() -> pulumi.Output[Any]:
+    """What the stack's last update exported as `retained`: None on a fresh stack (or an older flstack's)."""
+    return own_previous_output(RECORD)
+
+
+def _shown(value: Any) -> str:
+    return "unset (the cluster's default class)" if value is None else repr(value)
+
+
+class Guard:
+    """The check between the previous run's record and this run's retained objects (see the module doc)."""
+
+    def __init__(self, provider: k8s.Provider, stack: StackConfig, previous: pulumi.Output[Any]) -> None:
+        if not isinstance(provider, kube.ClusterProvider):
+            raise TypeError("retained objects are held through the target's kube.ClusterProvider")
+        self._stack = stack
+        self._claims: dict[str, dict[str, Any]] = {}  # "namespace/name" -> CLAIM_FIELDS
+        self._namespaces: set[str] = set()
+        self._built: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        # This run's record, once compared with the previous one (fails with the ConfigError otherwise).
+        self.record: pulumi.Output[dict[str, Any]] = pulumi.Output.all(
+            previous, pulumi.Output.from_input(cast(Any, self._built))
+        ).apply(lambda both: self._compare(both[0], both[1]))
+        # Resolves to no dependency, and has no resources of its own (the StackReference would become one).
+        self._cleared: pulumi.Output[list[pulumi.Resource]] = pulumi.Output.from_input(cast(Any, self._wait()))
+        provider.retention = self
+
+    async def _wait(self) -> list[pulumi.Resource]:
+        await self.record.future()
+        return []
+
+    def hold(self, obj: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.ResourceOptions:
+        """`opts` of a retained object, registered only once the comparison passed."""
+        meta, spec = obj["metadata"], obj.get("spec") or {}
+        if obj["kind"] == "PersistentVolumeClaim":
+            self._claims[f"{meta['namespace']}/{meta['name']}"] = {f: spec[f] for f in CLAIM_FIELDS if f in spec}
+        elif obj["kind"] == "Namespace":
+            self._namespaces.add(meta["name"])
+        return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=self._cleared))
+
+    def __enter__(self) -> Guard:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        if error is not None:  # the program failed: held objects fail with it instead of waiting forever
+            self._built.set_exception(error)
+            return
+        homes = {fed.name: fed.home_namespace for fed in self._stack.federations}
+        namespaces = {name: ns for name, ns in homes.items() if ns in self._namespaces}
+        self._built.set_result({"claims": dict(sorted(self._claims.items())), "namespaces": namespaces})
+
+    def _compare(self, previous: Any, current: dict[str, Any]) -> dict[str, Any]:
+        problems = self._claim_changes(previous, current) + self._namespace_changes(previous, current)
+        if problems:
+            noun = "change" if len(problems) == 1 else "changes"
+            raise ConfigError(
+                f"refused: {len(problems)} config {noun} would replace retained data "
+                "(compared with this stack's last update):\n  " + "\n  ".join(problems)
+            )
+        return current
+
+    def _claim_key(self, fields: dict[str, Any]) -> str:
+        if "ReadWriteMany" in (fields.get("accessModes") or []):
+            shared = self._stack.storage.shared
+            return f"flstack:storage.shared.{'storageClass' if shared.kind == 'existing' else 'kind'}"
+        return "flstack:storage.dataClass"
+
+    def _claim_changes(self, previous: Any, current: dict[str, Any]) -> list[str]:
+        before = (previous or {}).get("claims") if isinstance(previous, dict) else None
+        if not isinstance(before, dict):
+            return []
+        # (key, field, old, new) -> the claims it concerns: one line per change, however many claims it hits.
+        changed: dict[tuple[str, str, str, str], list[str]] = defaultdict(list)
+        for claim, fields in current["claims"].items():
+            old = before.get(claim)
+            if not isinstance(old, dict):
+                continue  # new since the last update: created, nothing replaced
+            for field in CLAIM_FIELDS:
+                if old.get(field) != fields.get(field):
+                    key = self._claim_key(fields) if field == "storageClassName" else "this flstack version"
+                    changed[(key, field, _shown(old.get(field)), _shown(fields.get(field)))].append(claim)
+        return [
+            f"{key}: would change the {field} of the retained {'claim' if len(claims) == 1 else 'claims'} "
+            f"{', '.join(claims)} from {old} to {new}; Kubernetes cannot change it, so pulumi-kubernetes would "
+            f"replace {'it' if len(claims) == 1 else 'them'} and the up would stop halfway. Keep {old}, or move "
+            f"the data first ({MOVING_DATA})"
+            for (key, field, old, new), claims in sorted(changed.items())
+        ]
+
+    def _namespace_changes(self, previous: Any, current: dict[str, Any]) -> list[str]:
+        before = (previous or {}).get("namespaces") if isinstance(previous, dict) else None
+        if not isinstance(before, dict):
+            return []
+        lines = []
+        for i, fed in enumerate(self._stack.federations):
+            old, new = before.get(fed.name), current["namespaces"].get(fed.name)
+            if isinstance(old, str) and new is not None and old != new:
+                lines.append(
+                    f"flstack:federations[{i}].namespace: would move federation {fed.name!r} from its retained "
+                    f"namespace {old!r} to {new!r}, where it would start empty while its data stays in {old!r}. "
+                    f"Keep {old!r}, or move the data first ({MOVING_DATA})"
+                )
+        return lines
