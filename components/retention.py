@@ -8,8 +8,10 @@ empty in the new one while its data stays behind. The program alone cannot see w
 time, so every run exports `retained` (what it retained: per claim those fields, per federation its home
 namespace) and the next run reads it back through a StackReference to the stack itself. The engine
 allows that: the reference is a read the builtin provider answers from the stack's last checkpoint,
-in `preview` as in `up` and on every backend, and the root stack's outputs change only when an update
-registers new ones (a failed update keeps them). A fresh stack reads none, so nothing is compared.
+in `preview` as in `up` and on every backend, and the root stack's outputs there change only when an
+update registers new ones. A refused run registers none (its `retained` export waits for the check, and the
+stack's outputs go in one request), so the record stays that of the last good update. A fresh stack reads
+none, so nothing is compared.
 
 `Guard` holds back the registration of every retained claim and namespace (`kube.apply` adds it to their
 `depends_on`, resolving to no dependency) until the program has built them all and they were compared:
