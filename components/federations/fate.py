@@ -9,18 +9,19 @@ namespace and let only the proxies talk across. Optionally, a FATEBoard per part
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import pulumi
 import pulumi_random as random
 
-from components import kube, pki
+from components import kube, pki, verify
 from components.config import FederationConfig
 from components.config.model import DNS_LABEL, DNS_LABEL_HELP, QUANTITY, QUANTITY_HELP, Egress, Resources
 from components.config.schema import rule
 
+from . import checks
 from . import fate_files as files
 
 IMAGE_REPOSITORY = r"[a-z0-9]+([._/-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*"
@@ -52,6 +53,8 @@ PARTY_LABEL = "flstack.dev/fate-party"
 # party never changes another party's NetworkPolicies.
 FEDERATION_LABEL = "flstack.dev/fate-federation"
 CONFIG_HASH_ANNOTATION = "flstack.dev/config-sha256"
+VERIFY_DIR = "/etc/flstack/verify"
+VERIFY_SCRIPT = "fate_toy.py"
 
 
 @dataclass(frozen=True)
@@ -165,8 +168,13 @@ class FateFederation(pulumi.ComponentResource):
         )
         # Default providers are disabled for every package: this federation's passwords come from its own.
         passwords = random.Provider(f"{name}-random", opts=pulumi.ResourceOptions(parent=self))
+        # The first party initiates: it submits the verification's toy jobs (and `toy` below) to its fate_flow.
+        verifies = verify.enabled(federation)
         self.parties = {
-            p.id: FateParty(f"{name}-{p.id}", name, p, parties, s, ca, passwords, platform, self) for p in parties
+            p.id: FateParty(
+                f"{name}-{p.id}", name, p, parties, s, ca, passwords, platform, self, initiator=verifies and i == 0
+            )
+            for i, p in enumerate(parties)
         }
         self.outputs: dict[str, Any] = {
             "caCertificate": ca.cert.cert_pem,
@@ -180,6 +188,9 @@ class FateFederation(pulumi.ComponentResource):
                 f"'flow init --ip 127.0.0.1 --port {files.FLOW_HTTP_PORT} && "
                 f"flow test toy -gid {guest.id} -hid {host.id}'"
             )
+            if verifies:
+                workloads = [w for party in self.parties.values() for w in party.workloads]
+                self.outputs["verification"] = self.parties[guest.id].verification(parties, workloads)
         self.register_outputs({})
 
 
@@ -197,12 +208,15 @@ class FateParty(pulumi.ComponentResource):
         passwords: random.Provider,
         platform: Any,
         parent: pulumi.Resource,
+        initiator: bool = False,
     ) -> None:
         super().__init__("flstack:federations:FateParty", name, None, pulumi.ResourceOptions(parent=parent))
         self.federation = federation
         self.me = me
         self.settings = settings
+        self.initiator = initiator  # runs the verification Job: its proxy and fate_flow admit it
         self._platform = platform
+        self._name = name
         ns = me.namespace
 
         # The namespace holds the retained fate_flow volume: deleting it would delete the volume too.
@@ -211,8 +225,7 @@ class FateParty(pulumi.ComponentResource):
             platform.opts(self, retain_on_delete=True),
         )
         in_ns = platform.opts(self, depends_on=[namespace])
-        for policy in [*kube.baseline(ns, settings.egress), *self._policies()]:
-            kube.apply(policy, in_ns)
+        self.policies = [kube.apply(p, in_ns) for p in [*kube.baseline(ns, settings.egress), *self._policies()]]
         kube.apply(kube.service_account(files.FLOW, ns, self._labels("identity")), in_ns)
 
         password = random.RandomPassword(
@@ -233,7 +246,7 @@ class FateParty(pulumi.ComponentResource):
         )
         volume = kube.apply(claim, platform.opts(self, depends_on=[namespace], retain_on_delete=True))
         flow_hash = _digest(service_conf, routes)
-        kube.apply(self._flow(flow_hash), platform.opts(self, depends_on=[volume]))
+        self.workloads = [kube.apply(self._flow(flow_hash), platform.opts(self, depends_on=[volume]))]
         kube.apply(self._service(files.FLOW, self._flow_ports(), headless=True), in_ns)
 
         # RabbitMQ
@@ -249,7 +262,7 @@ class FateParty(pulumi.ComponentResource):
             in_ns,
         )
         rabbitmq_hash = _digest(default_user, rabbitmq_conf, files.RABBITMQ_PLUGINS)
-        kube.apply(self._rabbitmq(rabbitmq_hash), in_ns)
+        self.workloads.append(kube.apply(self._rabbitmq(rabbitmq_hash), in_ns))
         kube.apply(self._service(files.RABBITMQ, self._rabbitmq_ports()), in_ns)
 
         # Proxy
@@ -262,7 +275,7 @@ class FateParty(pulumi.ComponentResource):
         kube.apply(self._secret("proxy-tls", "proxy", tls_files, kind="kubernetes.io/tls"), in_ns)
         kube.apply(self._config_map("proxy-config", "proxy", {"nginx.conf": nginx_conf}), in_ns)
         proxy_hash = _digest(nginx_conf, certificate.cert.cert_pem, ca.cert.cert_pem)
-        kube.apply(self._proxy(proxy_hash), in_ns)
+        self.workloads.append(kube.apply(self._proxy(proxy_hash), in_ns))
         kube.apply(self._service(files.PROXY, self._proxy_ports(parties)), in_ns)
 
         self.outputs: dict[str, Any] = {
@@ -295,6 +308,45 @@ class FateParty(pulumi.ComponentResource):
             "-o jsonpath='{.data.application\\.properties}' | base64 -d | "
             "sed -n 's/^server.board.login.password=//p'",
         }
+
+    def verification(self, parties: list[files.Party], workloads: Sequence[pulumi.Resource]) -> pulumi.Output[str]:
+        """The toy example between this (initiating) party and every other, as a Job `pulumi up` awaits; returns
+        the command that reads its log."""
+        ns = self.me.namespace
+        script = checks.source(VERIFY_SCRIPT.removesuffix(".py"))
+        opts = self._platform.opts(self, depends_on=self.policies)
+        config_map = kube.apply(self._config_map("fate-verify", "verify", {VERIFY_SCRIPT: script}), opts)
+        hosts = [arg for p in parties if p.id != self.me.id for arg in ("--host", f"{p.id}={p.namespace}")]
+        container = {
+            "name": "verify",
+            "image": self._platform.image(self.settings.flow_image()),  # its Python; the script needs no more
+            "command": ["python", f"{VERIFY_DIR}/{VERIFY_SCRIPT}"],
+            "args": [
+                "--flow",
+                f"http://{files.FLOW}:{files.FLOW_HTTP_PORT}",
+                "--proxy",
+                f"http://{files.PROXY}:{files.PROXY_HTTP_PORT}",
+                "--guest",
+                f"{self.me.id}={ns}",
+                *hosts,
+            ],
+            "env": kube.env(("PYTHONDONTWRITEBYTECODE", "1")),
+            "volumeMounts": [{"name": "check", "mountPath": VERIFY_DIR, "readOnly": True}],
+            # A stdlib HTTP client polling every 3 s.
+            "resources": Resources(cpu="50m", memory="64Mi").manifest(),
+        }
+        job = verify.verification_job(
+            f"{self.federation}-toy",
+            ns,
+            # What it verifies: the whole federation's settings (parties, images, sizes) and the check itself.
+            subject={"settings": asdict(self.settings), "check": script},
+            container=container,
+            volumes=[{"name": "check", "configMap": {"name": "fate-verify"}}],
+            depends_on=[*workloads, config_map],
+            opts=opts,
+            labels=self._labels("verify"),
+        )
+        return verify.log_command(job, ns)
 
     # --- objects -------------------------------------------------------------------------------
 
@@ -597,8 +649,26 @@ class FateParty(pulumi.ComponentResource):
                     egress=[{"to": [flow], "ports": tcp(files.FLOW_HTTP_PORT)}],
                 )
             ]
+        verifier: list[dict[str, Any]] = []
+        if self.initiator:
+            # The verification Job submits the toy jobs to fate_flow (admitted by the rule for the namespace's
+            # pods) and asks every party, itself included, through the proxy's plain port.
+            verifier = [
+                self._policy(
+                    "verify",
+                    ingress=[],
+                    egress=[
+                        {"to": [flow], "ports": tcp(files.FLOW_HTTP_PORT)},
+                        {"to": [proxy], "ports": tcp(files.PROXY_HTTP_PORT)},
+                    ],
+                )
+            ]
+        from_verifier = (
+            [{"from": [self._pods("verify")], "ports": tcp(files.PROXY_HTTP_PORT)}] if self.initiator else []
+        )
         return [
             *board,
+            *verifier,
             self._policy(
                 "fateflow",
                 # Its own proxy (calls from other parties) and whoever in the namespace runs `flow`/pipelines.
@@ -620,6 +690,7 @@ class FateParty(pulumi.ComponentResource):
                 "proxy",
                 ingress=[
                     {"from": [flow], "ports": tcp(files.PROXY_HTTP_PORT)},
+                    *from_verifier,
                     {"from": [rabbitmq], "ports": peer_links},
                     {"from": [self._peer_proxies()], "ports": tcp(files.PROXY_TLS_PORT, files.PROXY_AMQPS_PORT)},
                 ],

@@ -1,5 +1,6 @@
-"""A real two-party FATE 2.2.0 federation from the rendered local-fate stack: the toy job must succeed,
-with every cross-party byte through the parties' proxies over mutual TLS.
+"""A real two-party FATE 2.2.0 federation from the rendered local-fate stack: the rendered verification Job
+(the toy example between the parties) must succeed, with every cross-party byte through the parties' proxies
+over mutual TLS, and must fail, naming the party, once a party's fate_flow is gone.
 
 Real: the render's files, as the pods mount them (fate_flow's service_conf.yaml and RabbitMQ route table,
 RabbitMQ's configuration, plugins and generated credentials, the proxies' nginx.conf, certificates made
@@ -169,6 +170,7 @@ PSI_LR = Path(__file__).with_name("fate_psi_lr.py")
 
 @dataclass
 class Federation:
+    rendering: Rendering
     parties: list[fate_files.Party]
     pods: dict[int, netns.Pod]
     envs: dict[int, dict[str, str]]  # each party's environment for its `flow` and pipeline clients
@@ -192,7 +194,7 @@ def federation(tmp_path: Path) -> Iterator[Federation]:
     try:
         with party_namespaces(parties) as pods:
             envs = start_parties(rendering, parties, pods, procs, tmp_path, fate_bin)
-            running = Federation(parties, pods, envs, procs)
+            running = Federation(rendering, parties, pods, envs, procs)
             for party in parties:
                 running.run(
                     party.id, [*FLOW_CLI, "init", "--ip", "127.0.0.1", "--port", str(fate_files.FLOW_HTTP_PORT)], 60
@@ -205,26 +207,56 @@ def federation(tmp_path: Path) -> Iterator[Federation]:
         procs.stop_all()
 
 
-def test_toy_job_runs_between_the_parties_through_their_mtls_proxies(tmp_path: Path) -> None:
+def verification_job(fed: Federation, root: Path) -> tuple[list[str], dict[str, str]]:
+    """The rendered verification Job's command (the image's `python` -> .venv-fate's) and env, its mounted script
+    materialized under `root`; it runs in the initiating party's namespace (the guest's)."""
+    guest = next(p for p in fed.parties if p.id == GUEST)
+    (job,) = [
+        o
+        for o in fed.rendering.manifests()
+        if o["kind"] == "Job"
+        and o["metadata"]["namespace"] == guest.namespace
+        and o["metadata"]["labels"].get("app.kubernetes.io/component") == "verify"
+    ]
+    container = materialize(fed.rendering, job, "verify", root)
+    assert container.args[0] == "python", container.args
+    return [str(framework_bin("fate") / "python"), *container.args[1:]], {**base_env(Path("/usr/bin")), **container.env}
+
+
+def test_verification_job_runs_the_toy_between_the_mtls_proxies_and_names_a_missing_party(tmp_path: Path) -> None:
     started = time.monotonic()
     with federation(tmp_path) as fed:
+        args, env = verification_job(fed, tmp_path / "verify")
         # Each process group is one pod's container: its peak resident memory sizes the requests and limits.
         sessions = {name: proc.pid for name, proc in fed.procs.running.items()}
         toy_started = time.monotonic()
         with PeakMemory(sessions) as memory:
-            toy = in_pod(
-                fed.pods[GUEST],
-                [*FLOW_CLI, "test", "toy", "-gid", str(GUEST), "-hid", str(HOST)],
-                TOY_SECONDS,
-                fed.envs[GUEST],
-            )
+            toy = in_pod(fed.pods[GUEST], args, TOY_SECONDS, env)
         output = toy.stdout + toy.stderr
-        assert re.search(r"toy test job \S+ is success", output), f"{output}\n{fed.procs.logs()}"
-        print(
-            f"\nFATE toy: {time.monotonic() - toy_started:.1f} s; whole test {time.monotonic() - started:.1f} s; "
-            + "peak RSS "
-            + ", ".join(f"{name} {mib:.0f} MiB" for name, mib in sorted(memory.peaks.items()))
+        assert toy.returncode == 0, f"{output}\n{fed.procs.logs()}"
+        assert "OK: the toy example succeeded on every party: 9999 (fate-9999), 10000 (fate-10000)" in output, output
+        # The job's status came from each party's own fate_flow, through the proxies.
+        for party in (f"{GUEST} (fate-{GUEST}) (guest)", f"{HOST} (fate-{HOST}) (host)"):
+            assert re.search(rf"toy job \S+ on party {re.escape(party)}: success", output), output
+        toy_seconds = time.monotonic() - toy_started
+
+        # One party down (its fate_flow not running): the same Job fails and says which party.
+        host_flow = fed.procs.running.pop(f"fateflow-{HOST}")
+        os.killpg(host_flow.pid, signal.SIGTERM)
+        host_flow.wait(timeout=30)
+        failed = in_pod(fed.pods[GUEST], args, 120, env)
+        output = failed.stdout + failed.stderr
+        assert failed.returncode == 1, output
+        assert f"FAILED: party {HOST} (fate-{HOST}): its fate_flow does not answer through the proxies" in output, (
+            output
         )
+        assert "toy job" not in output  # nothing submitted to a federation missing a party
+    print(
+        f"\nFATE verification (toy): {toy_seconds:.1f} s; whole test {time.monotonic() - started:.1f} s; "
+        + "peak RSS "
+        + ", ".join(f"{name} {mib:.0f} MiB" for name, mib in sorted(memory.peaks.items()))
+    )
+    # After the brokers stopped: nginx logs a stream session when it ends.
     assert_traffic_went_through_the_mtls_links(fed.procs, fed.parties)
     for party in fed.parties:
         assert_writes_only_to_volumes(tmp_path / f"party-{party.id}", framework_bin("fate"))

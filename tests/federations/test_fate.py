@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -228,9 +229,9 @@ def test_namespaces_deny_by_default_and_only_proxies_cross_parties(two: Renderin
     policies = {
         o["metadata"]["name"]: o["spec"] for o in in_namespace(two, "fate-9999") if o["kind"] == "NetworkPolicy"
     }
-    assert set(policies) == {"default-deny", "allow-dns", "fateflow", "rabbitmq", "proxy"}
+    assert set(policies) == {"default-deny", "allow-dns", "fateflow", "rabbitmq", "proxy", "verify"}
     assert policies["default-deny"]["policyTypes"] == ["Ingress", "Egress"]
-    for name in ("fateflow", "rabbitmq"):
+    for name in ("fateflow", "rabbitmq", "verify"):
         for rule in policies[name]["ingress"] + policies[name]["egress"]:
             for peer in rule.get("from", []) + rule.get("to", []):
                 assert "namespaceSelector" not in peer and "ipBlock" not in peer  # own namespace only
@@ -254,8 +255,11 @@ def test_adding_a_party_adds_its_objects_and_changes_only_routes_elsewhere() -> 
     before = render(config(9999, 10000)).resources()
     after = render(config(9999, 10000, 10001)).resources()
     changes = diff.compare(before, after)
-    assert not changes.removed
-    assert changes.added and all("10001" in name for _, name in changes.added)
+    # The verification Job is named after what it verifies: a new federation, a new Job (re-verified on `up`).
+    (old_job,) = [name for _, name in changes.removed]
+    (new_job,) = [name for _, name in changes.added if "10001" not in name]
+    assert old_job.startswith("job:fate-9999/fate-toy-") and new_job.startswith("job:fate-9999/fate-toy-")
+    assert changes.added and all("10001" in name for _, name in changes.added if name != new_job)
     changed = {name: paths for (_, name), paths in changes.changed.items()}
     route_objects = {
         f"{kind}:fate-{party}/{obj}"
@@ -374,3 +378,92 @@ def test_fateboard_admits_its_namespace_and_reaches_only_its_fateflow_http(board
     assert not net.connects(("fate-10000", {"app": "notebook"}), board, 8080)
     assert not net.connects(("fate-10000", {"app": "notebook"}), other_board, 9380)
     assert net.connects(("fate-10000", {"app": "notebook"}), other_board, 8080)
+
+
+# --- verification: the toy example between the parties ----------------------------------------------
+
+
+def verification_job(rendering: Rendering, ns: str = "fate-9999") -> dict[str, Any]:
+    (job,) = [o for o in rendering.manifests() if o["kind"] == "Job"]
+    assert job["metadata"]["namespace"] == ns  # the initiating party's namespace
+    return job
+
+
+def test_the_verification_job_runs_the_toy_check_from_the_first_party_against_every_party(two: Rendering) -> None:
+    job = verification_job(two)
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == "federatedai/fateflow:2.2.0-release"
+    assert [*container["command"], *container["args"]] == [
+        "python",
+        "/etc/flstack/verify/fate_toy.py",
+        "--flow",
+        "http://fateflow:9380",
+        "--proxy",
+        "http://proxy:9300",
+        "--guest",
+        "9999=fate-9999",
+        "--host",
+        "10000=fate-10000",
+    ]
+    (volume,) = pod["volumes"]
+    script = two.find("ConfigMap", volume["configMap"]["name"], "fate-9999")["data"]["fate_toy.py"]
+    assert script == (Path(fate_files.__file__).parent / "checks" / "fate_toy.py").read_text()
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["automountServiceAccountToken"] is False
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["resources"]["requests"]["cpu"] and container["resources"]["limits"]["memory"]
+    assert schema_errors(job, "1.34.0") == []
+    outputs = two.outputs()["federations"]["fate"]
+    assert outputs["verification"] == f"kubectl -n fate-9999 logs job/{job['metadata']['name']}"
+
+
+def test_three_parties_verify_the_toy_between_the_first_and_each_other_party() -> None:
+    job = verification_job(render(config(9999, 10000, 10001)))
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--guest") :] == [
+        "--guest",
+        "9999=fate-9999",
+        "--host",
+        "10000=fate-10000",
+        "--host",
+        "10001=fate-10001",
+    ]
+
+
+def test_the_verification_job_is_awaited_after_every_partys_workloads(two: Rendering) -> None:
+    (job,) = [row for row in two.resources() if row["name"].startswith("job:")]
+    depends = {link.rpartition("::")[2] for link in job["options"]["dependsOn"]}
+    for party in (9999, 10000):
+        for workload in (
+            f"statefulset:fate-{party}/fateflow",
+            f"deployment:fate-{party}/rabbitmq",
+            f"deployment:fate-{party}/proxy",
+        ):
+            assert workload in depends, workload
+
+
+def test_the_verification_job_name_is_stable_and_follows_the_federation(two: Rendering) -> None:
+    name = verification_job(two)["metadata"]["name"]
+    assert verification_job(render(config()))["metadata"]["name"] == name
+    assert verification_job(render(config(cores=16)))["metadata"]["name"] != name
+    assert verification_job(render(config(9999, 10001)))["metadata"]["name"] != name
+
+
+def test_the_policies_admit_the_verification_job_to_its_fate_flow_and_proxy_only(two: Rendering) -> None:
+    net = Network([*two.manifests(), open_egress("fate-9999")])
+
+    def pod(kind: str, name: str, ns: str) -> tuple[str, dict[str, str]]:
+        return ns, two.find(kind, name, ns)["spec"]["template"]["metadata"]["labels"]
+
+    verifier = ("fate-9999", verification_job(two)["spec"]["template"]["metadata"]["labels"])
+    flow, proxy = pod("StatefulSet", "fateflow", "fate-9999"), pod("Deployment", "proxy", "fate-9999")
+    assert net.connects(verifier, flow, 9380)
+    assert net.connects(verifier, proxy, 9300)
+    for target, port in [(flow, 9360), (proxy, 9443), (pod("Deployment", "rabbitmq", "fate-9999"), 5672)]:
+        assert not net.connects(verifier, target, port)
+    for name, kind in (("fateflow", "StatefulSet"), ("proxy", "Deployment"), ("rabbitmq", "Deployment")):
+        for port in (9380, 9300, 9443, 5671, 5672):
+            assert not net.connects(verifier, pod(kind, name, "fate-10000"), port)
+    assert not net.reaches_address(verifier, "93.184.216.34", 443)
+    # The proxy's plain port admits the Job, not any pod of the namespace.
+    assert not net.connects(("fate-9999", {"app": "notebook"}), proxy, 9300)
