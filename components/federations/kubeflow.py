@@ -8,19 +8,21 @@ PET_MASTER_PORT (29500); `examples/kubeflow-fedavg` is a FedAvg program that rea
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar
 
 import pulumi
 
-from components import kube, operators
+from components import kube, operators, verify
 from components.config import FederationConfig
 from components.config.model import Egress, Resources
 from components.config.schema import rule
 
-from . import kubeflow_checks
+from . import checks, kubeflow_checks
 
 # An image with a tag or a digest: a registry path, then `:tag` (not `latest`) and/or `@sha256:...`.
 IMAGE = r"[a-z0-9]([a-z0-9._/:-]*[a-z0-9])?(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?"
@@ -29,6 +31,8 @@ ENV_NAME = r"[A-Za-z_][A-Za-z0-9_.-]*"
 JOBSET_LABEL = "jobset.sigs.k8s.io/jobset-name"  # JobSet labels every pod of the TrainJob's JobSet with it
 NODE_INDEX_LABEL = "batch.kubernetes.io/job-completion-index"  # the node's rank (PET_NODE_RANK)
 MAX_NAME = 54  # node 0's hostname `<name>-node-0-0` must stay a 63-character DNS label
+VERIFY_JOIN_SECONDS = 300  # from a verification node's start: the others may still be pulling the image
+VERIFY_DEADLINE_SECONDS = 900  # the whole verification TrainJob, Pending pods included: then Failed
 
 
 def is_pinned_image(image: str) -> bool:
@@ -71,9 +75,9 @@ class KubeflowSettings:
                 f"the TrainJob is named after the federation: {name!r} must start with a letter, at most {MAX_NAME}",
             )
             return
-        job = train_job(name, namespace, self)
-        for problem in kubeflow_checks.trainer_model_problems(job):
-            yield "", f"the TrainJob flstack would render is invalid: {problem}"
+        for job in (train_job(name, namespace, self), verification_train_job(name, namespace, self)):
+            for problem in kubeflow_checks.trainer_model_problems(job):
+                yield "", f"the TrainJob flstack would render is invalid: {problem}"
         for problem in kubeflow_checks.pod_template_problems(node_pod_template(name, self), "the node"):
             yield "", problem
 
@@ -105,6 +109,37 @@ def train_job(name: str, ns: str, s: KubeflowSettings) -> dict[str, Any]:
     }
 
 
+def verification_name(name: str, s: KubeflowSettings) -> str:
+    """`<name>-verify-<digest of what it verifies>`: a changed federation is a new TrainJob (re-verified on `up`),
+    an unchanged one the same; cut to stay within MAX_NAME like the federation's own."""
+    subject = json.dumps({"settings": asdict(s), "check": checks.source("kubeflow_ranks")}, sort_keys=True)
+    digest = hashlib.sha256(subject.encode()).hexdigest()[:8]
+    return f"{name[: MAX_NAME - 16]}-verify-{digest}"
+
+
+def verification_train_job(name: str, ns: str, s: KubeflowSettings) -> dict[str, Any]:
+    """The smallest real job of this federation: a TrainJob on the same runtime, image, node count, resources and
+    env whose nodes all rendezvous at node 0 and all-reduce over gloo (checks/kubeflow_ranks.py).
+
+    Why a TrainJob and not a batch/v1 Job: what can break a TrainJob federation is the path its nodes take --
+    the Trainer and JobSet controllers and webhooks, the runtime's pod template (non-root, read-only root, the
+    pinned gloo ports), node 0's name under JobSet's headless Service, the peer NetworkPolicy, scheduling N
+    nodes with their resources, the image. A batch/v1 Job would exercise none of it. And the federation's own
+    TrainJob is a training run of any length, too long to hold `pulumi up` on. Pulumi awaits this one's
+    `Complete` condition (`pulumi.com/waitFor`); a node that never joins fails it within its deadline.
+    """
+    check = replace(s, command=["python3", "-c", checks.source("kubeflow_ranks")], args=[])
+    job = train_job(verification_name(name, s), ns, check)
+    job["spec"]["trainer"]["args"] = ["--join-seconds", str(VERIFY_JOIN_SECONDS)]
+    job["spec"]["activeDeadlineSeconds"] = VERIFY_DEADLINE_SECONDS
+    job["metadata"]["labels"] = kube.labels("kubeflow", "verify", name)
+    job["metadata"]["annotations"] = {
+        "pulumi.com/waitFor": "condition=Complete",
+        "pulumi.com/timeoutSeconds": str(VERIFY_DEADLINE_SECONDS + 60),  # a Failed TrainJob ends the wait too
+    }
+    return job
+
+
 def node_pod_template(name: str, s: KubeflowSettings) -> dict[str, Any]:
     """The pod each node gets: the runtime's template with the TrainJob's trainer fields applied."""
     runtime = operators.runtime_manifest()
@@ -123,8 +158,9 @@ def master_address(name: str) -> str:
     return f"{name}-node-0-0.{name}"
 
 
-def peer_policy(name: str, ns: str) -> dict[str, Any]:
-    """Nodes of this TrainJob reach each other on the rendezvous port and gloo's pinned port range only."""
+def peer_policy(name: str, ns: str, federation: str | None = None) -> dict[str, Any]:
+    """Nodes of TrainJob `name` (of `federation`, default the same name) reach each other on the rendezvous port
+    and gloo's pinned port range only."""
     peers = [{"podSelector": {"matchLabels": {JOBSET_LABEL: name}}}]
     low, high = operators.DATA_PORTS
     ports = [
@@ -137,7 +173,7 @@ def peer_policy(name: str, ns: str) -> dict[str, Any]:
         {JOBSET_LABEL: name},
         ingress=[{"from": peers, "ports": ports}],
         egress=[{"to": peers, "ports": ports}],
-        labels=kube.labels("kubeflow", "trainjob", name),
+        labels=kube.labels("kubeflow", "trainjob" if federation is None else "verify", federation or name),
     )
 
 
@@ -162,7 +198,9 @@ class KubeflowFederation(pulumi.ComponentResource):
         baseline = [*kube.baseline(ns, s.egress), peer_policy(name, ns)]
         policies = [kube.apply(obj, in_namespace) for obj in baseline]
         # The trainer's webhooks fail closed, and the nodes must never run before their policies exist.
-        kube.apply(train_job(name, ns, s), platform.opts(self, depends_on=[namespace, *policies, *trainer.depends_on]))
+        federation_job = kube.apply(
+            train_job(name, ns, s), platform.opts(self, depends_on=[namespace, *policies, *trainer.depends_on])
+        )
 
         self.outputs: dict[str, Any] = {
             "namespace": ns,
@@ -172,4 +210,12 @@ class KubeflowFederation(pulumi.ComponentResource):
             "status": f"kubectl -n {ns} get trainjob {name}",
             "aggregatorLogs": f"kubectl -n {ns} logs -f -l {JOBSET_LABEL}={name},{NODE_INDEX_LABEL}=0",
         }
+        if verify.enabled(federation):
+            check = verification_train_job(name, ns, s)
+            check_name = check["metadata"]["name"]
+            # Its nodes reach each other as the federation's do, and nothing else: a policy of their own.
+            check_policy = kube.apply(peer_policy(check_name, ns, name), in_namespace)
+            after = [namespace, *policies, check_policy, federation_job, *trainer.depends_on]
+            kube.apply(check, platform.opts(self, depends_on=after))
+            self.outputs["verification"] = f"kubectl -n {ns} logs -l {JOBSET_LABEL}={check_name} --prefix"
         self.register_outputs(self.outputs)

@@ -51,23 +51,64 @@ def listening_ports(pod: netns.Pod) -> set[int]:
     return {int(line.split()[3].rpartition(":")[2]) for line in out.stdout.splitlines() if line.strip()}
 
 
+def start_nodes(
+    procs: Processes,
+    pods: dict[str, netns.Pod],
+    job: dict[str, Any],
+    runtime_env: list[dict[str, str]],
+    root: Path,
+    ranks: list[int],
+    argv: list[str] | None = None,
+) -> list[str]:
+    """Starts the TrainJob's command on the nodes `ranks` (all: range(numNodes)), each with the env Trainer gives
+    it; `argv`: the command as run (default: the TrainJob's, `python3` mapped to the venv's). Returns the names."""
+    bin_dir = framework_bin("kubeflow")
+    trainer = job["spec"]["trainer"]
+    command = [*trainer["command"], *trainer.get("args", [])]
+    assert command[0] == "python3"
+    argv = argv or [str(bin_dir / "python"), *command[1:]]
+    started = []
+    for i in ranks:
+        name = f"{job['metadata']['name']}-node-{i}"
+        home = root / name / "home"
+        home.mkdir(parents=True)
+        env = {**base_env(bin_dir), **{e["name"]: e["value"] for e in runtime_env}}
+        env.update({e["name"]: e["value"] for e in trainer.get("env", [])})
+        env.update(pet_env(job, i))
+        env["HOME"] = str(home)  # the runtime's emptyDir at /home/trainer
+        procs.start(name, pods[f"node-{i}"].command(argv), env, cwd=APP)
+        started.append(name)
+    return started
+
+
+def exit_codes(procs: Processes, names: list[str], timeout: float) -> dict[str, int]:
+    deadline = time.monotonic() + timeout
+    codes = {}
+    for name in names:
+        try:
+            codes[name] = procs.running[name].wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{name} did not finish in {timeout} s\n{procs.logs()}") from None
+    return codes
+
+
 def test_rendered_trainjob_runs_fedavg_to_identical_weights_and_a_falling_loss(tmp_path: Path) -> None:
+    """Then, on the same pods, the rendered verification TrainJob: all nodes join; with one node missing, it fails
+    and names that node."""
     why_not = netns.available()
     if why_not:
         pytest.skip(why_not)
-    bin_dir = framework_bin("kubeflow")
     rendering = render.render(STACK)
     job = rendering.find("TrainJob", FEDERATION, FEDERATION)
     trainer = job["spec"]["trainer"]
     pod_spec = runtime_pod(rendering)
     (container,) = pod_spec["containers"]
     command = [*trainer["command"], *trainer.get("args", [])]
-    assert command[0] == "python3"
-    argv = [str(bin_dir / "python"), *command[1:]]
     nodes = trainer["numNodes"]
     rounds = int(command[command.index("--rounds") + 1])
     names = [f"node-{i}" for i in range(nodes)]
     master = pet_env(job, 0)["PET_MASTER_ADDR"]
+    check_master = pet_env(verification_trainjob(rendering), 0)["PET_MASTER_ADDR"]
 
     procs = Processes(tmp_path)
     seen_ports: set[int] = set()
@@ -80,7 +121,10 @@ def test_rendered_trainjob_runs_fedavg_to_identical_weights_and_a_falling_loss(t
                 netns.sysctl(pod, sysctl["name"], sysctl["value"])
             # The kubelet maps the pod's hostname to its own IP; cluster DNS maps the master name to node 0.
             stack.enter_context(
-                netns.etc_hosts(pod, {master: netns.address(0), socket.gethostname(): netns.address(i)})
+                netns.etc_hosts(
+                    pod,
+                    {master: netns.address(0), check_master: netns.address(0), socket.gethostname(): netns.address(i)},
+                )
             )
 
         def sample() -> None:
@@ -93,26 +137,16 @@ def test_rendered_trainjob_runs_fedavg_to_identical_weights_and_a_falling_loss(t
         sampler.start()
         stack.callback(sampler.join, 15)
         stack.callback(stop.set)
-        for i, name in enumerate(names):
-            home = tmp_path / name / "home"
-            home.mkdir(parents=True)
-            env = {**base_env(bin_dir), **{e["name"]: e["value"] for e in container.get("env", [])}}
-            env.update({e["name"]: e["value"] for e in trainer.get("env", [])})
-            env.update(pet_env(job, i))
-            env["HOME"] = str(home)  # the runtime's emptyDir at /home/trainer
-            procs.start(name, pods[name].command(argv), env, cwd=APP)
-        deadline = time.monotonic() + 300
-        for name, proc in procs.running.items():
-            try:
-                code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                raise AssertionError(f"{name} did not finish in 300 s\n{procs.logs()}") from None
-            assert code == 0, f"{name} exited with {code}\n{procs.logs()}"
+        runtime_env = container.get("env", [])
+        started = start_nodes(procs, pods, job, runtime_env, tmp_path, list(range(nodes)))
+        codes = exit_codes(procs, started, 300)
+        assert set(codes.values()) == {0}, f"{codes}\n{procs.logs()}"
+        events = {
+            f"node-{i}": [json.loads(line) for line in procs.log(name, tail=1000).splitlines() if line.startswith("{")]
+            for i, name in enumerate(started)
+        }
+        verified, missing_node = verify_on_the_same_pods(rendering, procs, pods, runtime_env, tmp_path)
 
-    events = {
-        name: [json.loads(line) for line in procs.log(name, tail=1000).splitlines() if line.startswith("{")]
-        for name in names
-    }
     losses = [e["loss"] for e in events["node-0"] if e["event"] in ("start", "round")]
     assert len(losses) == rounds + 1, procs.logs()
     assert losses[-1] < losses[0] * 0.9, losses  # the federation learns
@@ -127,3 +161,47 @@ def test_rendered_trainjob_runs_fedavg_to_identical_weights_and_a_falling_loss(t
     gloo = seen_ports - {29500}
     assert 29500 in seen_ports and gloo, seen_ports
     assert all(low <= port <= high for port in gloo), seen_ports
+    print(f"\nKubeflow verification TrainJob: {verified}; with node {nodes - 1} missing: {missing_node}")
+
+
+def verification_trainjob(rendering: render.Rendering) -> dict[str, Any]:
+    (check,) = [
+        o
+        for o in rendering.manifests()
+        if o["kind"] == "TrainJob"
+        and o["metadata"]["namespace"] == FEDERATION
+        and o["metadata"]["labels"]["app.kubernetes.io/component"] == "verify"
+    ]
+    return check
+
+
+def verify_on_the_same_pods(
+    rendering: render.Rendering,
+    procs: Processes,
+    pods: dict[str, netns.Pod],
+    runtime_env: list[dict[str, str]],
+    root: Path,
+) -> tuple[str, str]:
+    """The rendered verification TrainJob on every node, then without its last node; returns node 0's verdicts."""
+    check = verification_trainjob(rendering)
+    nodes = check["spec"]["trainer"]["numNodes"]
+    everyone = start_nodes(procs, pods, check, runtime_env, root / "verify", list(range(nodes)))
+    codes = exit_codes(procs, everyone, 300)
+    assert set(codes.values()) == {0}, f"{codes}\n{procs.logs()}"
+    joined = f"OK: node 0: all {nodes} nodes joined and all-reduced over gloo ({nodes * (nodes + 1) // 2})"
+    assert joined in procs.log(everyone[0]), procs.log(everyone[0])
+
+    # The last node never starts. The one change to the rendered command: node 0 waits 15 s, not 300.
+    for name in everyone:
+        procs.running.pop(name)
+    trainer = check["spec"]["trainer"]
+    command = [*trainer["command"], *trainer["args"]]
+    command[command.index("--join-seconds") + 1] = "15"
+    argv = [str(framework_bin("kubeflow") / "python"), *command[1:]]
+    partial = start_nodes(procs, pods, check, runtime_env, root / "missing", list(range(nodes - 1)), argv)
+    codes = exit_codes(procs, partial, 120)
+    assert set(codes.values()) == {1}, f"{codes}\n{procs.logs()}"
+    missing = f"FAILED: node {nodes - 1} of {nodes} did not join within 15 s"
+    assert missing in procs.log(partial[0]), procs.log(partial[0])
+    assert f"node 0 gave up waiting for node(s) {nodes - 1}" in procs.log(partial[1]), procs.log(partial[1])
+    return joined, missing

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -49,7 +51,7 @@ def test_two_federations_install_the_trainer_once(two: Rendering) -> None:
     # The chart's runtimes come from a Helm hook Job: off; flstack registers its own runtime.
     assert chart["values"]["runtimes"] == {"defaultEnabled": False, "torchDistributed": {"enabled": False}}
     assert len(rows(two, ":ClusterTrainingRuntime")) == 1
-    assert len(rows(two, ":TrainJob")) == 2
+    assert len(rows(two, ":TrainJob")) == 4  # each federation's and its verification's
     assert two.outputs()["operators"] == {
         "trainer": {"existing": False, "runtime": "flstack-torch", "version": "2.3.0"}
     }
@@ -57,11 +59,11 @@ def test_two_federations_install_the_trainer_once(two: Rendering) -> None:
 
 def test_every_trainjob_depends_on_the_chart_the_runtime_and_its_policies(two: Rendering) -> None:
     for job in rows(two, ":TrainJob"):
-        ns = job["inputs"]["metadata"]["namespace"]
+        ns, name = job["inputs"]["metadata"]["namespace"], job["inputs"]["metadata"]["name"]
         depends = set(job["options"]["dependsOn"])
         assert "kubernetes:helm.sh/v4:Chart::kubeflow-trainer" in depends
         assert RUNTIME in depends
-        for policy in ("default-deny", "allow-dns", f"{ns}-peers"):
+        for policy in ("default-deny", "allow-dns", f"{name}-peers"):
             assert f"kubernetes:networking.k8s.io/v1:NetworkPolicy::networkpolicy:{ns}/{policy}" in depends
 
 
@@ -71,8 +73,8 @@ def test_existing_trainer_installs_nothing_but_the_runtime() -> None:
     assert not any(
         r["inputs"].get("metadata", {}).get("name") == "kubeflow-system" for r in rows(rendering, ":Namespace")
     )
-    (job,) = rows(rendering, ":TrainJob")
-    assert job["options"]["dependsOn"].count(RUNTIME) == 1
+    for job in rows(rendering, ":TrainJob"):
+        assert job["options"]["dependsOn"].count(RUNTIME) == 1
 
 
 def test_stacks_without_kubeflow_get_no_operator() -> None:
@@ -288,3 +290,66 @@ def test_network_nodes_reach_their_peers_on_the_policy_ports_only() -> None:
     assert net.connects(alpha1, alpha, 29500) and net.connects(alpha, alpha1, 29731)
     assert not net.connects(alpha1, alpha, 8080) and not net.connects(alpha1, alpha, 30000)
     assert not net.connects(beta, alpha, 29500)  # another federation's nodes
+
+
+# --- verification: a TrainJob of its own, all ranks join -----------------------------------------------
+
+
+def verification(rendering: Rendering, ns: str) -> dict[str, Any]:
+    (job,) = [
+        o
+        for o in rendering.manifests()
+        if o["kind"] == "TrainJob" and o["metadata"]["namespace"] == ns and o["metadata"]["name"] != ns
+    ]
+    return job
+
+
+def test_the_verification_trainjob_runs_the_ranks_check_like_the_federations_nodes(two: Rendering) -> None:
+    job, federation = verification(two, "alpha"), two.find("TrainJob", "alpha", "alpha")
+    name = job["metadata"]["name"]
+    assert re.fullmatch(r"alpha-verify-[0-9a-f]{8}", name)
+    trainer = job["spec"]["trainer"]
+    script = (Path(kubeflow.__file__).parent / "checks" / "kubeflow_ranks.py").read_text()
+    assert trainer["command"] == ["python3", "-c", script]
+    assert trainer["args"] == ["--join-seconds", "300"]
+    # Everything else is the federation's: runtime, image, node count, resources, env.
+    same = {k: v for k, v in federation["spec"]["trainer"].items() if k not in ("command", "args")}
+    assert {k: v for k, v in trainer.items() if k not in ("command", "args")} == same
+    assert job["spec"]["runtimeRef"] == federation["spec"]["runtimeRef"]
+    assert job["spec"]["activeDeadlineSeconds"] == 900
+    assert job["metadata"]["annotations"] == {
+        "pulumi.com/waitFor": "condition=Complete",
+        "pulumi.com/timeoutSeconds": "960",
+    }
+    assert kubeflow_checks.trainer_model_problems(job) == []
+    outputs = two.outputs()["federations"]["alpha"]
+    assert outputs["verification"] == f"kubectl -n alpha logs -l jobset.sigs.k8s.io/jobset-name={name} --prefix"
+
+
+def test_the_verification_trainjob_starts_after_the_federations_own(two: Rendering) -> None:
+    name = verification(two, "alpha")["metadata"]["name"]
+    (row,) = [r for r in rows(two, ":TrainJob") if r["name"] == f"trainjob:alpha/{name}"]
+    assert "kubernetes:trainer.kubeflow.org/v1alpha1:TrainJob::trainjob:alpha/alpha" in row["options"]["dependsOn"]
+
+
+def test_the_verification_name_is_stable_and_follows_the_federation() -> None:
+    name = verification(render(config(fed("demo"))), "demo")["metadata"]["name"]
+    assert verification(render(config(fed("demo"))), "demo")["metadata"]["name"] == name
+    assert verification(render(config(fed("demo", numNodes=3))), "demo")["metadata"]["name"] != name
+    assert (
+        verification(render(config(fed("demo", image="registry.example.com/fedavg:0.2.0"))), "demo")["metadata"]["name"]
+        != name
+    )
+    long = "f" * kubeflow.MAX_NAME
+    assert len(verification(render(config(fed(long))), long)["metadata"]["name"]) == kubeflow.MAX_NAME
+
+
+def test_verification_nodes_reach_each_other_and_not_the_federations_nodes(two: Rendering) -> None:
+    net = Network(two.manifests())
+    name = verification(two, "alpha")["metadata"]["name"]
+    check0 = ("alpha", {"jobset.sigs.k8s.io/jobset-name": name, "batch.kubernetes.io/job-completion-index": "0"})
+    check2 = ("alpha", {"jobset.sigs.k8s.io/jobset-name": name, "batch.kubernetes.io/job-completion-index": "2"})
+    node0 = ("alpha", {"jobset.sigs.k8s.io/jobset-name": "alpha", "batch.kubernetes.io/job-completion-index": "0"})
+    assert net.connects(check2, check0, 29500) and net.connects(check0, check2, 29731)
+    assert not net.connects(check2, check0, 8080)
+    assert not net.connects(check2, node0, 29500) and not net.connects(node0, check0, 29500)

@@ -283,3 +283,62 @@ def test_trainjob_nodes_reach_their_own_master_by_pod_hostname_only() -> None:
     assert not other.allowed
     policies = "fedavg-small/allow-dns, fedavg-small/default-deny, fedavg-small/fedavg-small-peers"
     assert f"TCP/29500 DROPPED: no egress rule of {policies}" in other.explain()
+
+
+def _verification_pods(cluster: netpol.Cluster, federation: str) -> list[netpol.Pod]:
+    """A federation's verification pods: FATE's Job (labelled), or a verification TrainJob's nodes (named)."""
+    return [
+        p
+        for p in cluster.pods
+        if _component(p, federation) == "verify" or p.workload.startswith(f"TrainJob/{federation}-verify-")
+    ]
+
+
+def _fate_verifier_connections(manifests: list[dict[str, Any]]) -> dict[tuple[str, int], netpol.Connection]:
+    cluster = netpol.Cluster.from_manifests(manifests)
+    (job,) = _verification_pods(cluster, "fate")
+    assert job.namespace == "fate-9999" and job.workload.startswith("Job/fate-toy-")  # the initiating party's
+    targets = [
+        ("fateflow", 9380),
+        ("proxy", 9300),
+        ("fateflow", 9360),
+        ("rabbitmq", 5672),
+        ("rabbitmq", 15672),
+        ("proxy", 9443),
+        ("proxy.fate-10000.svc.cluster.local", 9443),
+        ("proxy.fate-10000.svc.cluster.local", 9300),
+        ("fateflow.fate-10000.svc.cluster.local", 9380),
+    ]
+    return {(host, port): cluster.connect(job, host, port) for host, port in targets}
+
+
+def test_fates_verification_job_reaches_its_fate_flow_and_proxy_by_name_and_nothing_else() -> None:
+    """It submits to its party's fate_flow and asks every party through its own proxy's plain port."""
+    rendering = render_stack("local-fate")
+    connections = _fate_verifier_connections(rendering.manifests())
+    allowed = sorted(target for target, connection in connections.items() if connection.allowed)
+    assert allowed == [("fateflow", 9380), ("proxy", 9300)], {t: c.explain() for t, c in connections.items()}
+
+    # The proxy admits the Job by an ingress rule of its own: without it, the Job's flow is dropped there.
+    def without_verifier_rule(obj: dict[str, Any]) -> dict[str, Any]:
+        if obj["kind"] == "NetworkPolicy" and obj["metadata"] == {**obj["metadata"], "name": "proxy"}:
+            obj = json.loads(json.dumps(obj))
+            obj["spec"]["ingress"] = [r for r in obj["spec"]["ingress"] if "verify" not in json.dumps(r)]
+        return obj
+
+    holed = _fate_verifier_connections([without_verifier_rule(o) for o in rendering.manifests()])
+    assert not holed[("proxy", 9300)].allowed
+    assert "DROPPED: no ingress rule of fate-9999/default-deny, fate-9999/proxy" in holed[("proxy", 9300)].explain()
+
+
+def test_kubeflows_verification_nodes_reach_their_own_master_only() -> None:
+    cluster, outputs, _ = _stack("local-kubeflow")
+    for federation, nodes in (("fedavg", 3), ("fedavg-small", 2)):
+        check = _verification_pods(cluster, federation)
+        assert len(check) == nodes, check
+        name = check[0].labels[JOBSET]
+        assert outputs[federation]["verification"].endswith(f"-l {JOBSET}={name} --prefix")
+        own = cluster.connect(check[-1], f"{name}-node-0-0.{name}", 29500)
+        assert own.allowed and str(own.flows[-1].destination) == f"{federation}/{name}-node-0-0", own.explain()
+        host, _, port = outputs[federation]["masterAddress"].rpartition(":")
+        assert not cluster.connect(check[-1], host, int(port)).allowed  # not the federation's own training
