@@ -14,18 +14,19 @@ platform under an account id), pinned and hardened. It needs the hosted service:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 import pulumi
 import yaml
 
-from components import kube
+from components import kube, verify
 from components.config import FederationConfig
 from components.config.model import Egress, Exposure, Resources
 from components.config.schema import Secret, rule
 
+from . import checks
 from .flower import SharedData
 
 UID = 10001  # an unprivileged UID owning nothing in the image: writes go to the HOME and /tmp emptyDirs
@@ -40,6 +41,9 @@ HOME = "/home/fedml"
 ACCOUNT_SECRET = "fedml-account"
 ROLE_LABEL = "flstack.dev/fedml-agent"
 POD_INDEX = "metadata.labels['apps.kubernetes.io/pod-index']"
+VERIFY = "fedml-verify"  # the verification's ConfigMap and headless Service (its pods' subdomain)
+VERIFY_SCRIPT = "fedml_round.py"
+VERIFY_SECONDS = 600  # the verification round, image pulls and FedML's start-up included
 # fedml.init() probes the hosted platform even with using_mlops false: `local` points it at a loopback port
 # nothing listens on, so it gives up at once instead of calling open.fedml.ai (apps also pass check_env=False).
 PLATFORM_ENV = kube.env(
@@ -214,6 +218,18 @@ def server_host(ns: str) -> str:
     return f"{SERVER}.{ns}.svc.cluster.local"
 
 
+def verification_host(job: str, rank: int, ns: str) -> str:
+    """An Indexed Job's pod `<job>-<index>` under its subdomain (the headless Service VERIFY)."""
+    return f"{job}-{rank}.{VERIFY}.{ns}.svc.cluster.local"
+
+
+def verification_csv(job: str, clients: int, ns: str) -> str:
+    """The ip-config of the verification round: the same shape as the federation's, its own pods."""
+    rows = ["eid,rank,grpc_server_ip,grpc_server_port,ingress_ip"]
+    rows += [f"{rank},{rank},0.0.0.0,{PORT},{verification_host(job, rank, ns)}" for rank in range(clients + 1)]
+    return "\n".join(rows) + "\n"
+
+
 def client_host(rank: int, ns: str) -> str:
     return f"{CLIENTS}-{rank}.{CLIENTS}.{ns}.svc.cluster.local"
 
@@ -239,6 +255,7 @@ class FedmlFederation(pulumi.ComponentResource):
         s: FedmlSettings = federation.settings
         ns = federation.home_namespace
         self.name, self.settings = name, s
+        self.verifies = verify.enabled(federation)
         namespace = kube.apply(kube.namespace(ns), platform.opts(self, retain_on_delete=True))
         namespace_opts = platform.opts(self, depends_on=[namespace])
         self._platform = platform
@@ -268,13 +285,13 @@ class FedmlFederation(pulumi.ComponentResource):
                 self._shared_data_claim(ns, s.shared_data, shared_class),
                 platform.opts(self, depends_on=[namespace], retain_on_delete=True),
             )
-        kube.apply(self._server(ns, files_hash), opts)
+        workloads = [kube.apply(self._server(ns, files_hash), opts)]
         kube.apply(self._server_service(ns), opts)
         kube.apply(self._clients_service(ns), opts)
-        kube.apply(self._clients(ns, files_hash), opts)
+        workloads.append(kube.apply(self._clients(ns, files_hash), opts))
         kube.apply(self._policy(ns, "server", peer="client"), opts)
         kube.apply(self._policy(ns, "client", peer="server"), opts)
-        return {
+        outputs: dict[str, Any] = {
             "namespace": ns,
             "mode": "crossSilo",
             "serverAddress": f"{server_host(ns)}:{PORT}",
@@ -282,15 +299,67 @@ class FedmlFederation(pulumi.ComponentResource):
             "rounds": s.rounds,
             "logs": f"kubectl -n {ns} logs deploy/{SERVER} -f",
         }
+        if self.verifies:
+            outputs["verification"] = self._verification(ns, s, workloads, opts)
+        return outputs
+
+    def _verification(
+        self, ns: str, s: FedmlSettings, workloads: Sequence[pulumi.Resource], opts: pulumi.ResourceOptions
+    ) -> str:
+        """One real FedAvg round of the federation's image, command, settings and client count, as an Indexed Job
+        (index = rank): it completes only when the server and every client finished the round.
+
+        Its own pods, not the federation's: FedML 0.9.6 runs are one-shot and peer-to-peer over pickled gRPC,
+        with no API that tells a bystander which clients took part; the Job's pods take the federation's network
+        path (Service DNS names under a headless Service, the namespace's policies, the same port) instead.
+        """
+        script = checks.source(VERIFY_SCRIPT.removesuffix(".py"))
+        subject = {"settings": asdict(s), "check": script}
+        job = verify.job_name(f"{self.name}-round", subject)
+        files = {
+            CONFIG_FILE: fedml_config(replace(s, rounds=1)),
+            IPCONFIG_FILE: verification_csv(job, s.clients, ns),
+            VERIFY_SCRIPT: script,
+        }
+        config_map = kube.apply(self._config_map(ns, files, VERIFY, "verify"), opts)
+        labels = self._labels("verify")
+        headless = {**self._clients_service(ns), "metadata": {"name": VERIFY, "namespace": ns, "labels": labels}}
+        headless["spec"] = {**headless["spec"], "selector": kube.selector(labels)}
+        service = kube.apply(headless, opts)
+        policy = kube.apply(self._policy(ns, "verify", peer="verify"), opts)
+        # The federation's node container, started through the wrapper, with the verification's files at CONFIG_DIR.
+        container = self._node("node", None, s.server_resources)  # the wrapper gives the rank (the Job's index)
+        container.pop("readinessProbe")
+        wrapper = ["python3", f"{CONFIG_DIR}/{VERIFY_SCRIPT}", "--ipconfig", f"{CONFIG_DIR}/{IPCONFIG_FILE}"]
+        container["command"] = [*wrapper, "--seconds", str(VERIFY_SECONDS), "--", *s.command]
+        container["args"] = ["--cf", f"{CONFIG_DIR}/{CONFIG_FILE}"]
+        volumes = self._pod([container])["volumes"]
+        volumes[0] = {"name": "config", "configMap": {"name": VERIFY}}
+        verify.verification_job(
+            f"{self.name}-round",
+            ns,
+            subject=subject,
+            container=container,
+            volumes=volumes,
+            depends_on=[*workloads, config_map, service, policy],
+            opts=opts,
+            labels=labels,
+            completions=s.clients + 1,
+            subdomain=VERIFY,
+        )
+        # The builder names the Job `job` too (from the same subject); its pods are every rank.
+        return f"kubectl -n {ns} logs -l batch.kubernetes.io/job-name={job} --prefix"  # every rank's pod
 
     def _labels(self, component: str) -> dict[str, str]:
         return kube.labels("fedml", component, self.name)
 
-    def _config_map(self, ns: str, files: dict[str, str]) -> dict[str, Any]:
+    def _config_map(
+        self, ns: str, files: dict[str, str], name: str = CONFIG_MAP, component: str = "federation"
+    ) -> dict[str, Any]:
         return {
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": {"name": CONFIG_MAP, "namespace": ns, "labels": self._labels("federation")},
+            "metadata": {"name": name, "namespace": ns, "labels": self._labels(component)},
             "data": files,
         }
 
@@ -310,7 +379,7 @@ class FedmlFederation(pulumi.ComponentResource):
         """What flstack appends to the user's command; $(FEDML_RANK) is expanded by the kubelet."""
         return ["--cf", f"{CONFIG_DIR}/{CONFIG_FILE}", "--rank", "$(FEDML_RANK)", "--role", role]
 
-    def _node(self, role: str, rank_env: dict[str, Any], resources: Resources) -> dict[str, Any]:
+    def _node(self, role: str, rank_env: dict[str, Any] | None, resources: Resources) -> dict[str, Any]:
         s = self.settings
         mounts = [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}, *SCRATCH_MOUNTS]
         if s.shared_data is not None:
@@ -322,7 +391,7 @@ class FedmlFederation(pulumi.ComponentResource):
             "command": list(s.command),
             "args": self.node_args(role),
             "workingDir": HOME,  # writable: FedML and apps write relative paths
-            "env": [rank_env, *PLATFORM_ENV],
+            "env": [rank_env, *PLATFORM_ENV] if rank_env else list(PLATFORM_ENV),
             "ports": [{"name": "grpc", "containerPort": PORT, "protocol": "TCP"}],
             "volumeMounts": mounts,
             "resources": resources.manifest(),

@@ -42,9 +42,11 @@ def spec(workload: dict[str, Any]) -> dict[str, Any]:
     return dict(workload["spec"]["template"]["spec"])
 
 
-def hosts(rendering: render.Rendering, clients: int) -> tuple[dict[str, str], dict[int, dict[str, str]]]:
+def hosts(
+    rendering: render.Rendering, clients: int, config_map: str = "fedml-config"
+) -> tuple[dict[str, str], dict[int, dict[str, str]]]:
     """Name -> address inside the server pod, and inside each client pod, from the rendered ip-config rows."""
-    csv = rendering.find("ConfigMap", "fedml-config", NS)["data"]["grpc_ipconfig.csv"]
+    csv = rendering.find("ConfigMap", config_map, NS)["data"]["grpc_ipconfig.csv"]
     rows = [line.split(",") for line in csv.strip().splitlines()[1:]]
     names = {int(rank): ingress for _, rank, _, _, ingress in rows}
     assert sorted(names) == list(range(clients + 1))
@@ -110,6 +112,11 @@ def test_real_fedml_federation_trains_over_grpc(tmp_path: Path, order: str) -> N
     client_sts = rendering.find("StatefulSet", "fedml-clients", NS)
     assert client_sts["spec"]["replicas"] == clients
     server_hosts, client_hosts = hosts(rendering, clients)
+    # The verification round's pods run in the same network namespaces (rank r where client r ran).
+    check_server, check_clients = hosts(rendering, clients, "fedml-verify")
+    server_hosts.update(check_server)
+    for rank in RANKS:
+        client_hosts[rank].update(check_clients[rank])
     pods_dir = tmp_path / "pods"
 
     server = materialize(rendering, server_deploy, "server", pods_dir, map_files=True)
@@ -130,14 +137,60 @@ def test_real_fedml_federation_trains_over_grpc(tmp_path: Path, order: str) -> N
             ):
                 run_federation(procs, pods, bin_dir, server, nodes, waits, client_sts, server_deploy, order)
                 codes = wait_exit(procs, ["server", "client1", "client2"], RUN_TIMEOUT)
+                assert codes == {"server": 0, "client1": 0, "client2": 0}, procs.logs()
+                if order == "server-first":  # once is enough: the verification does not depend on the order
+                    verdicts = run_verification(procs, pods, bin_dir, rendering, pods_dir)
         finally:
             procs.stop_all()
+    if order == "server-first":
+        print(f"\nFedML verification round: {verdicts[0]}; with client 2 not started: {verdicts[1]}")
 
-    assert codes == {"server": 0, "client1": 0, "client2": 0}, procs.logs()
     server_log = (tmp_path / "server.log").read_text(errors="replace")
     accuracy = [float(v) for v in TEST_ACC.findall(server_log)]
     assert len(accuracy) == rounds, (accuracy, procs.logs())
     assert accuracy[-1] > accuracy[0], accuracy  # FedAvg over both silos learned something
+
+
+def run_verification(
+    procs: Processes, pods: dict[str, netns.Pod], bin_dir: Path, rendering: render.Rendering, root: Path
+) -> tuple[str, str]:
+    """The rendered verification Job: rank i is its completion index (the Job controller's JOB_COMPLETION_INDEX),
+    run where the federation's rank i ran; all ranks, then without client 2. Returns the server's verdicts."""
+    (job,) = [o for o in rendering.manifests() if o["kind"] == "Job" and o["metadata"]["namespace"] == NS]
+    assert job["spec"]["completionMode"] == "Indexed" and job["spec"]["completions"] == len(RANKS) + 1
+    where = {0: "server", **{rank: f"client{rank}" for rank in RANKS}}
+
+    def start(run: str, ranks: list[int], seconds: str | None = None) -> list[str]:
+        names = []
+        for rank in ranks:
+            node = materialize(rendering, job, "node", root / run, rank, map_files=True)
+            args = list(node.args)
+            if seconds:  # the one change for the failing run: a shorter deadline than the rendered 600 s
+                args[args.index("--seconds") + 1] = seconds
+            assert args[:2] == ["python3", node.local("/etc/fedml/fedml_round.py").as_posix()], args
+            separator = args.index("--")
+            assert args[separator + 1 : separator + 3] == ["python3", APP_IN_IMAGE], args
+            local = [str(bin_dir / "python"), *args[1 : separator + 1], str(bin_dir / "python"), str(APP)]
+            env = {**pod_env(bin_dir, node), "JOB_COMPLETION_INDEX": str(rank)}
+            name = f"{run}-{rank}"
+            cwd = node.local(job["spec"]["template"]["spec"]["containers"][0]["workingDir"])
+            procs.start(name, pods[where[rank]].command([*local, *args[separator + 3 :]]), env, cwd)
+            names.append(name)
+        return names
+
+    everyone = start("verify", [0, *RANKS])
+    codes = wait_exit(procs, everyone, RUN_TIMEOUT)
+    assert set(codes.values()) == {0}, procs.logs()
+    finished = f"OK: the server finished the round with all {len(RANKS)} clients"
+    assert finished in procs.log(everyone[0]), procs.log(everyone[0])
+    assert all(f"OK: client {rank} took part in the round" in procs.log(f"verify-{rank}") for rank in RANKS)
+
+    partial = start("missing", [0, 1], seconds="60")
+    codes = wait_exit(procs, partial, RUN_TIMEOUT)
+    assert set(codes.values()) == {1}, procs.logs()
+    missing = f"FAILED: the round did not finish within 60 s: no answer from client 2 ({job['metadata']['name']}-2."
+    assert missing in procs.log(partial[0]), procs.log(partial[0])
+    return finished, procs.log(partial[0]).splitlines()[-1]
 
 
 def run_federation(

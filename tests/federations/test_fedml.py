@@ -348,3 +348,80 @@ def test_agents_are_one_deployment_each_with_the_account_id_only_in_a_secret() -
     selectors = [rendering.find("Deployment", n, "fl")["spec"]["selector"]["matchLabels"] for n in names]
     assert len({tuple(sorted(s.items())) for s in selectors}) == 3
     assert not rendering.of_type("kubernetes:core/v1:ConfigMap")
+
+
+# --- verification: one real round between a server and every client, an Indexed Job -------------------
+
+
+def verification_job(rendering: Rendering) -> dict[str, Any]:
+    (job,) = [o for o in rendering.manifests() if o["kind"] == "Job"]
+    return job
+
+
+def test_the_verification_is_one_round_of_the_federations_command_with_every_client() -> None:
+    rendering = render(cross_silo(clients=3, rounds=7))
+    job = verification_job(rendering)
+    name = job["metadata"]["name"]
+    assert job["spec"]["completionMode"] == "Indexed"
+    assert job["spec"]["completions"] == job["spec"]["parallelism"] == 4  # the server and every client
+    pod = job["spec"]["template"]["spec"]
+    assert pod["subdomain"] == "fedml-verify"
+    (node,) = pod["containers"]
+    assert node["image"] == IMAGE
+    assert [*node["command"], *node["args"]] == [
+        "python3",
+        "/etc/fedml/fedml_round.py",
+        "--ipconfig",
+        "/etc/fedml/grpc_ipconfig.csv",
+        "--seconds",
+        "600",
+        "--",
+        *COMMAND,
+        "--cf",
+        "/etc/fedml/fedml_config.yaml",
+    ]
+    files = rendering.find("ConfigMap", pod["volumes"][0]["configMap"]["name"], "fl")["data"]
+    federation = rendering.find("ConfigMap", "fedml-config", "fl")["data"]
+    config = yaml.safe_load(files["fedml_config.yaml"])
+    assert config["train_args"]["comm_round"] == 1  # one round; everything else as the federation's
+    expected = yaml.safe_load(federation["fedml_config.yaml"])
+    expected["train_args"]["comm_round"] = 1
+    assert config == expected
+    rows = list(csv.DictReader(io.StringIO(files["grpc_ipconfig.csv"])))
+    assert [r["ingress_ip"] for r in rows] == [f"{name}-{r}.fedml-verify.fl.svc.cluster.local" for r in range(4)]
+    # Its pods are what the headless Service selects: the names above resolve to them.
+    service = rendering.find("Service", "fedml-verify", "fl")["spec"]
+    assert service["clusterIP"] == "None" and kube_selects(
+        service["selector"], job["spec"]["template"]["metadata"]["labels"]
+    )
+    assert rendering.outputs()["federations"]["fl"]["verification"] == (
+        f"kubectl -n fl logs -l batch.kubernetes.io/job-name={name} --prefix"
+    )
+    for obj in (job, rendering.find("Service", "fedml-verify", "fl")):
+        assert schema_errors(obj, "1.34.0") == []
+
+
+def test_the_verification_runs_after_the_server_and_clients_and_is_named_after_the_federation() -> None:
+    rendering = render(cross_silo())
+    (row,) = [r for r in rendering.resources() if r["name"].startswith("job:")]
+    depends = {link.rpartition("::")[2] for link in row["options"]["dependsOn"]}
+    assert {"deployment:fl/fedml-server", "statefulset:fl/fedml-clients", "networkpolicy:fl/fedml-verify"} <= depends
+    name = verification_job(rendering)["metadata"]["name"]
+    assert verification_job(render(cross_silo()))["metadata"]["name"] == name
+    assert verification_job(render(cross_silo(clients=3)))["metadata"]["name"] != name
+    assert verification_job(render(cross_silo(image="registry.example/fedml-app:1.1")))["metadata"]["name"] != name
+
+
+def test_verification_pods_talk_only_to_each_other_on_the_grpc_port() -> None:
+    rendering = render(cross_silo())
+    net = Network(rendering.manifests())
+    check = ("fl", verification_job(rendering)["spec"]["template"]["metadata"]["labels"])
+    server, client = (
+        labels_of(rendering, "Deployment", "fedml-server"),
+        labels_of(rendering, "StatefulSet", "fedml-clients"),
+    )
+    assert net.connects(check, check, 8890)
+    assert not net.connects(check, check, 8891)
+    for node in (server, client):
+        assert not net.connects(check, node, 8890) and not net.connects(node, check, 8890)
+    assert not net.reaches_address(check, "93.184.216.34", 443)
