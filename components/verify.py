@@ -5,7 +5,8 @@ true (the config resolves it: default on for the local minikube target, see `Tar
 registers one Job through `verification_job`:
 
     verification_job(name, namespace, *, subject, container, volumes, depends_on, opts, labels,
-                     uid, service_account=None, deadline_seconds=DEADLINE_SECONDS, backoff_limit=1)
+                     uid, service_account=None, deadline_seconds=DEADLINE_SECONDS, backoff_limit=1,
+                     indexed=None)
         -> k8s.batch.v1.Job
 
 - `name`: the Job's name prefix (at most 52 characters); the Job is called `<name>-<10 hex digits>`, the
@@ -22,6 +23,8 @@ registers one Job through `verification_job`:
 - `labels`: the pod's and Job's labels, from `labels(app, federation)`: the federation's NetworkPolicies
   admit exactly these pods (`peer`), nothing else is loosened.
 - `uid`: the pod's user and group (the image's non-root user); no service account token is mounted.
+- `indexed`: `Indexed(pods, subdomain)` for a check that is several pods (FedML's round: one pod per rank);
+  the Job completes only when every index succeeded.
 
 `log_command(job)` gives the stack output that reads the verification log (`kubectl -n NS logs job/NAME`).
 
@@ -48,6 +51,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -60,6 +64,15 @@ DEADLINE_SECONDS = 600  # activeDeadlineSeconds: the whole check, image pull inc
 AWAIT_MARGIN_SECONDS = 60  # Pulumi's await outlives the deadline, so Kubernetes reports the failure
 MAX_PREFIX = 52  # a Job name is a DNS label: prefix + '-' + 10 digest characters <= 63
 DIGEST_CHARS = 10
+
+
+@dataclass(frozen=True)
+class Indexed:
+    """A check that runs as several pods (an Indexed Job: the pod's index in JOB_COMPLETION_INDEX), e.g. a
+    whole FedML round; `subdomain` names the headless Service that gives each pod its DNS name."""
+
+    pods: int
+    subdomain: str
 
 
 def labels(app: str, federation: str) -> dict[str, str]:
@@ -113,6 +126,7 @@ def manifest(
     service_account: str | None = None,
     deadline_seconds: int = DEADLINE_SECONDS,
     backoff_limit: int = 1,
+    indexed: Indexed | None = None,
 ) -> dict[str, Any]:
     """The Job manifest `verification_job` registers (exposed for tests and for frameworks that need it)."""
     if not 30 <= deadline_seconds <= 3600:
@@ -128,6 +142,11 @@ def manifest(
     }
     if service_account:
         pod["serviceAccountName"] = service_account
+    spec: dict[str, Any] = {"backoffLimit": backoff_limit, "activeDeadlineSeconds": deadline_seconds}
+    if indexed is not None:
+        # Every index must succeed for the Job to complete; each pod is `<job>-<index>.<subdomain>` in DNS.
+        spec.update(completions=indexed.pods, parallelism=indexed.pods, completionMode="Indexed")
+        pod["subdomain"] = indexed.subdomain
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -140,11 +159,7 @@ def manifest(
                 "pulumi.com/replaceUnready": "true",
             },
         },
-        "spec": {
-            "backoffLimit": backoff_limit,
-            "activeDeadlineSeconds": deadline_seconds,
-            "template": {"metadata": {"labels": labels}, "spec": pod},
-        },
+        "spec": {**spec, "template": {"metadata": {"labels": labels}, "spec": pod}},
     }
 
 
@@ -162,6 +177,7 @@ def verification_job(
     service_account: str | None = None,
     deadline_seconds: int = DEADLINE_SECONDS,
     backoff_limit: int = 1,
+    indexed: Indexed | None = None,
 ) -> pulumi.CustomResource:
     """Registers the verification Job (see the module docstring), created after everything in `depends_on`."""
     obj = manifest(
@@ -174,6 +190,7 @@ def verification_job(
         service_account=service_account,
         deadline_seconds=deadline_seconds,
         backoff_limit=backoff_limit,
+        indexed=indexed,
     )
     after = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=list(depends_on)))
     return kube.apply(obj, after, logical_name=name)

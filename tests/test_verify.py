@@ -161,3 +161,4 @@ def test_peer_names_the_verification_pod_in_its_own_or_another_namespace() -> No
     other = verify.peer("nvflare", "flare", "flare-admin")
     assert other["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "flare-admin"}}
     assert other["podSelector"] == {"matchLabels": selector}
+

@@ -16,12 +16,11 @@ from typing import Any, Literal
 import pulumi
 import pulumi_random as random
 
-from components import kube, pki, verify
+from components import checks, kube, pki, verify
 from components.config import FederationConfig
 from components.config.model import DNS_LABEL, DNS_LABEL_HELP, QUANTITY, QUANTITY_HELP, Egress, Resources
 from components.config.schema import rule
 
-from . import checks
 from . import fate_files as files
 
 IMAGE_REPOSITORY = r"[a-z0-9]+([._/-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*"
@@ -55,6 +54,8 @@ FEDERATION_LABEL = "flstack.dev/fate-federation"
 CONFIG_HASH_ANNOTATION = "flstack.dev/config-sha256"
 VERIFY_DIR = "/etc/flstack/verify"
 VERIFY_SCRIPT = "fate_toy.py"
+# The toy took 65-115 s here; the script's own limits (30 s to reach every party, 900 s for the jobs) end first.
+VERIFY_DEADLINE_SECONDS = 1200
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,7 @@ class FateSettings:
 
 class FateFederation(pulumi.ComponentResource):
     Settings = FateSettings
+    VERIFIES = True  # `verify`: a Job runs the toy example between the first party and every other
 
     def __init__(
         self,
@@ -169,7 +171,7 @@ class FateFederation(pulumi.ComponentResource):
         # Default providers are disabled for every package: this federation's passwords come from its own.
         passwords = random.Provider(f"{name}-random", opts=pulumi.ResourceOptions(parent=self))
         # The first party initiates: it submits the verification's toy jobs (and `toy` below) to its fate_flow.
-        verifies = verify.enabled(federation)
+        verifies = bool(federation.verify)
         self.parties = {
             p.id: FateParty(
                 f"{name}-{p.id}", name, p, parties, s, ca, passwords, platform, self, initiator=verifies and i == 0
@@ -190,7 +192,7 @@ class FateFederation(pulumi.ComponentResource):
             )
             if verifies:
                 workloads = [w for party in self.parties.values() for w in party.workloads]
-                self.outputs["verification"] = self.parties[guest.id].verification(parties, workloads)
+                self.outputs["verificationLog"] = self.parties[guest.id].verification(parties, workloads)
         self.register_outputs({})
 
 
@@ -313,9 +315,11 @@ class FateParty(pulumi.ComponentResource):
         """The toy example between this (initiating) party and every other, as a Job `pulumi up` awaits; returns
         the command that reads its log."""
         ns = self.me.namespace
-        script = checks.source(VERIFY_SCRIPT.removesuffix(".py"))
+        script = checks.script(VERIFY_SCRIPT.removesuffix(".py"))
         opts = self._platform.opts(self, depends_on=self.policies)
-        config_map = kube.apply(self._config_map("fate-verify", "verify", {VERIFY_SCRIPT: script}), opts)
+        files_map = self._config_map("fate-verify", "verify", {VERIFY_SCRIPT: script})
+        files_map["metadata"]["labels"] = verify.labels("fate", self.federation)
+        config_map = kube.apply(files_map, opts)
         hosts = [arg for p in parties if p.id != self.me.id for arg in ("--host", f"{p.id}={p.namespace}")]
         container = {
             "name": "verify",
@@ -339,14 +343,16 @@ class FateParty(pulumi.ComponentResource):
             f"{self.federation}-toy",
             ns,
             # What it verifies: the whole federation's settings (parties, images, sizes) and the check itself.
-            subject={"settings": asdict(self.settings), "check": script},
+            subject={"settings": asdict(self.settings), "check": verify.digest(script)},
             container=container,
             volumes=[{"name": "check", "configMap": {"name": "fate-verify"}}],
             depends_on=[*workloads, config_map],
             opts=opts,
-            labels=self._labels("verify"),
+            labels=verify.labels("fate", self.federation),
+            uid=FLOW_UID,  # the fateflow image's user
+            deadline_seconds=VERIFY_DEADLINE_SECONDS,
         )
-        return verify.log_command(job, ns)
+        return verify.log_command(job)
 
     # --- objects -------------------------------------------------------------------------------
 
@@ -649,23 +655,18 @@ class FateParty(pulumi.ComponentResource):
                     egress=[{"to": [flow], "ports": tcp(files.FLOW_HTTP_PORT)}],
                 )
             ]
-        verifier: list[dict[str, Any]] = []
+        verifier, from_verifier = [], []
         if self.initiator:
             # The verification Job submits the toy jobs to fate_flow (admitted by the rule for the namespace's
             # pods) and asks every party, itself included, through the proxy's plain port.
-            verifier = [
-                self._policy(
-                    "verify",
-                    ingress=[],
-                    egress=[
-                        {"to": [flow], "ports": tcp(files.FLOW_HTTP_PORT)},
-                        {"to": [proxy], "ports": tcp(files.PROXY_HTTP_PORT)},
-                    ],
-                )
+            job = verify.labels("fate", self.federation)
+            egress = [
+                {"to": [flow], "ports": tcp(files.FLOW_HTTP_PORT)},
+                {"to": [proxy], "ports": tcp(files.PROXY_HTTP_PORT)},
             ]
-        from_verifier = (
-            [{"from": [self._pods("verify")], "ports": tcp(files.PROXY_HTTP_PORT)}] if self.initiator else []
-        )
+            ns = self.me.namespace
+            verifier = [kube.network_policy("verify", ns, kube.selector(job), ingress=[], egress=egress, labels=job)]
+            from_verifier = [{"from": [verify.peer("fate", self.federation)], "ports": tcp(files.PROXY_HTTP_PORT)}]
         return [
             *board,
             *verifier,

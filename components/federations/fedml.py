@@ -14,19 +14,18 @@ platform under an account id), pinned and hardened. It needs the hosted service:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 import pulumi
 import yaml
 
-from components import kube, verify
+from components import checks, kube, verify
 from components.config import FederationConfig
 from components.config.model import Egress, Exposure, Resources
 from components.config.schema import Secret, rule
 
-from . import checks
 from .flower import SharedData
 
 UID = 10001  # an unprivileged UID owning nothing in the image: writes go to the HOME and /tmp emptyDirs
@@ -243,6 +242,7 @@ def ipconfig_csv(clients: int, ns: str) -> str:
 
 class FedmlFederation(pulumi.ComponentResource):
     Settings = FedmlSettings
+    VERIFIES = True  # `verify` (crossSilo): one real round with every client, as an Indexed Job
 
     def __init__(
         self,
@@ -255,7 +255,8 @@ class FedmlFederation(pulumi.ComponentResource):
         s: FedmlSettings = federation.settings
         ns = federation.home_namespace
         self.name, self.settings = name, s
-        self.verifies = verify.enabled(federation)
+        # Agents (hosted-platform mode) run nothing flstack could start a round of: no verification there.
+        self.verifies = bool(federation.verify) and s.mode == "crossSilo"
         namespace = kube.apply(kube.namespace(ns), platform.opts(self, retain_on_delete=True))
         namespace_opts = platform.opts(self, depends_on=[namespace])
         self._platform = platform
@@ -300,12 +301,12 @@ class FedmlFederation(pulumi.ComponentResource):
             "logs": f"kubectl -n {ns} logs deploy/{SERVER} -f",
         }
         if self.verifies:
-            outputs["verification"] = self._verification(ns, s, workloads, opts)
+            outputs["verificationLog"] = self._verification(ns, s, workloads, opts)
         return outputs
 
     def _verification(
         self, ns: str, s: FedmlSettings, workloads: Sequence[pulumi.Resource], opts: pulumi.ResourceOptions
-    ) -> str:
+    ) -> pulumi.Output[str]:
         """One real FedAvg round of the federation's image, command, settings and client count, as an Indexed Job
         (index = rank): it completes only when the server and every client finished the round.
 
@@ -313,16 +314,16 @@ class FedmlFederation(pulumi.ComponentResource):
         with no API that tells a bystander which clients took part; the Job's pods take the federation's network
         path (Service DNS names under a headless Service, the namespace's policies, the same port) instead.
         """
-        script = checks.source(VERIFY_SCRIPT.removesuffix(".py"))
-        subject = {"settings": asdict(s), "check": script}
-        job = verify.job_name(f"{self.name}-round", subject)
-        files = {
+        script = checks.script(VERIFY_SCRIPT.removesuffix(".py"))
+        subject = {"settings": asdict(s), "check": verify.digest(script)}
+        job = verify.job_name(f"{self.name}-round", subject)  # what the builder names it: its pods' DNS names
+        files: dict[str, pulumi.Input[str]] = {
             CONFIG_FILE: fedml_config(replace(s, rounds=1)),
-            IPCONFIG_FILE: verification_csv(job, s.clients, ns),
+            IPCONFIG_FILE: job.apply(lambda name: verification_csv(name, s.clients, ns)),
             VERIFY_SCRIPT: script,
         }
         config_map = kube.apply(self._config_map(ns, files, VERIFY, "verify"), opts)
-        labels = self._labels("verify")
+        labels = verify.labels("fedml", self.name)
         headless = {**self._clients_service(ns), "metadata": {"name": VERIFY, "namespace": ns, "labels": labels}}
         headless["spec"] = {**headless["spec"], "selector": kube.selector(labels)}
         service = kube.apply(headless, opts)
@@ -344,23 +345,25 @@ class FedmlFederation(pulumi.ComponentResource):
             depends_on=[*workloads, config_map, service, policy],
             opts=opts,
             labels=labels,
-            completions=s.clients + 1,
-            subdomain=VERIFY,
+            uid=UID,
+            deadline_seconds=VERIFY_SECONDS + 120,  # the wrapper's bound ends first, with its message
+            backoff_limit=0,  # a rank that failed cannot rejoin its round: run it again on the next `up`
+            indexed=verify.Indexed(s.clients + 1, VERIFY),
         )
-        # The builder names the Job `job` too (from the same subject); its pods are every rank.
-        return f"kubectl -n {ns} logs -l batch.kubernetes.io/job-name={job} --prefix"  # every rank's pod
+        # Every rank's pod (the builder's `logs job/NAME` shows one of them).
+        return job.apply(lambda name: f"kubectl -n {ns} logs -l batch.kubernetes.io/job-name={name} --prefix")
 
     def _labels(self, component: str) -> dict[str, str]:
         return kube.labels("fedml", component, self.name)
 
     def _config_map(
-        self, ns: str, files: dict[str, str], name: str = CONFIG_MAP, component: str = "federation"
+        self, ns: str, files: Mapping[str, pulumi.Input[str]], name: str = CONFIG_MAP, component: str = "federation"
     ) -> dict[str, Any]:
         return {
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {"name": name, "namespace": ns, "labels": self._labels(component)},
-            "data": files,
+            "data": dict(files),
         }
 
     def _shared_data_claim(self, ns: str, data: SharedData, storage_class: str) -> dict[str, Any]:

@@ -8,8 +8,6 @@ PET_MASTER_PORT (29500); `examples/kubeflow-fedavg` is a FedAvg program that rea
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -17,12 +15,12 @@ from typing import Any, ClassVar
 
 import pulumi
 
-from components import kube, operators, verify
+from components import checks, kube, operators, verify
 from components.config import FederationConfig
 from components.config.model import Egress, Resources
 from components.config.schema import rule
 
-from . import checks, kubeflow_checks
+from . import kubeflow_checks
 
 # An image with a tag or a digest: a registry path, then `:tag` (not `latest`) and/or `@sha256:...`.
 IMAGE = r"[a-z0-9]([a-z0-9._/:-]*[a-z0-9])?(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?"
@@ -112,9 +110,8 @@ def train_job(name: str, ns: str, s: KubeflowSettings) -> dict[str, Any]:
 def verification_name(name: str, s: KubeflowSettings) -> str:
     """`<name>-verify-<digest of what it verifies>`: a changed federation is a new TrainJob (re-verified on `up`),
     an unchanged one the same; cut to stay within MAX_NAME like the federation's own."""
-    subject = json.dumps({"settings": asdict(s), "check": checks.source("kubeflow_ranks")}, sort_keys=True)
-    digest = hashlib.sha256(subject.encode()).hexdigest()[:8]
-    return f"{name[: MAX_NAME - 16]}-verify-{digest}"
+    digest = verify.digest({"settings": asdict(s), "check": verify.digest(checks.script("kubeflow_ranks"))})
+    return f"{name[: MAX_NAME - len(digest) - 8]}-verify-{digest}"
 
 
 def verification_train_job(name: str, ns: str, s: KubeflowSettings) -> dict[str, Any]:
@@ -128,11 +125,11 @@ def verification_train_job(name: str, ns: str, s: KubeflowSettings) -> dict[str,
     TrainJob is a training run of any length, too long to hold `pulumi up` on. Pulumi awaits this one's
     `Complete` condition (`pulumi.com/waitFor`); a node that never joins fails it within its deadline.
     """
-    check = replace(s, command=["python3", "-c", checks.source("kubeflow_ranks")], args=[])
+    check = replace(s, command=["python3", "-c", checks.script("kubeflow_ranks")], args=[])
     job = train_job(verification_name(name, s), ns, check)
     job["spec"]["trainer"]["args"] = ["--join-seconds", str(VERIFY_JOIN_SECONDS)]
     job["spec"]["activeDeadlineSeconds"] = VERIFY_DEADLINE_SECONDS
-    job["metadata"]["labels"] = kube.labels("kubeflow", "verify", name)
+    job["metadata"]["labels"] = verify.labels("kubeflow", name)
     job["metadata"]["annotations"] = {
         "pulumi.com/waitFor": "condition=Complete",
         "pulumi.com/timeoutSeconds": str(VERIFY_DEADLINE_SECONDS + 60),  # a Failed TrainJob ends the wait too
@@ -179,6 +176,7 @@ def peer_policy(name: str, ns: str, federation: str | None = None) -> dict[str, 
 
 class KubeflowFederation(pulumi.ComponentResource):
     Settings = KubeflowSettings
+    VERIFIES = True  # `verify`: a TrainJob of its own whose nodes all join and all-reduce (not a batch/v1 Job)
 
     def __init__(
         self,
@@ -210,12 +208,12 @@ class KubeflowFederation(pulumi.ComponentResource):
             "status": f"kubectl -n {ns} get trainjob {name}",
             "aggregatorLogs": f"kubectl -n {ns} logs -f -l {JOBSET_LABEL}={name},{NODE_INDEX_LABEL}=0",
         }
-        if verify.enabled(federation):
+        if federation.verify:
             check = verification_train_job(name, ns, s)
             check_name = check["metadata"]["name"]
             # Its nodes reach each other as the federation's do, and nothing else: a policy of their own.
             check_policy = kube.apply(peer_policy(check_name, ns, name), in_namespace)
             after = [namespace, *policies, check_policy, federation_job, *trainer.depends_on]
             kube.apply(check, platform.opts(self, depends_on=after))
-            self.outputs["verification"] = f"kubectl -n {ns} logs -l {JOBSET_LABEL}={check_name} --prefix"
+            self.outputs["verificationLog"] = f"kubectl -n {ns} logs -l {JOBSET_LABEL}={check_name} --prefix"
         self.register_outputs(self.outputs)

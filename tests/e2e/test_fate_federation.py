@@ -236,8 +236,8 @@ def test_verification_job_runs_the_toy_between_the_mtls_proxies_and_names_a_miss
         assert toy.returncode == 0, f"{output}\n{fed.procs.logs()}"
         assert "OK: the toy example succeeded on every party: 9999 (fate-9999), 10000 (fate-10000)" in output, output
         # The job's status came from each party's own fate_flow, through the proxies.
-        for party in (f"{GUEST} (fate-{GUEST}) (guest)", f"{HOST} (fate-{HOST}) (host)"):
-            assert re.search(rf"toy job \S+ on party {re.escape(party)}: success", output), output
+        for where in (f"{GUEST} (fate-{GUEST}) (guest)", f"{HOST} (fate-{HOST}) (host)"):
+            assert re.search(rf"toy job \S+ on party {re.escape(where)}: success", output), output
         toy_seconds = time.monotonic() - toy_started
 
         # One party down (its fate_flow not running): the same Job fails and says which party.

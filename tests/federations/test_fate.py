@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from components import checks
 from components.config import ConfigError, parse
 from components.federations import fate, fate_files
 from tests.helpers import MINIKUBE, render, schema_errors
@@ -255,11 +255,8 @@ def test_adding_a_party_adds_its_objects_and_changes_only_routes_elsewhere() -> 
     before = render(config(9999, 10000)).resources()
     after = render(config(9999, 10000, 10001)).resources()
     changes = diff.compare(before, after)
-    # The verification Job is named after what it verifies: a new federation, a new Job (re-verified on `up`).
-    (old_job,) = [name for _, name in changes.removed]
-    (new_job,) = [name for _, name in changes.added if "10001" not in name]
-    assert old_job.startswith("job:fate-9999/fate-toy-") and new_job.startswith("job:fate-9999/fate-toy-")
-    assert changes.added and all("10001" in name for _, name in changes.added if name != new_job)
+    assert not changes.removed
+    assert changes.added and all("10001" in name for _, name in changes.added)
     changed = {name: paths for (_, name), paths in changes.changed.items()}
     route_objects = {
         f"{kind}:fate-{party}/{obj}"
@@ -272,6 +269,9 @@ def test_adding_a_party_adds_its_objects_and_changes_only_routes_elsewhere() -> 
         for kind, obj in (("deployment", "proxy"), ("statefulset", "fateflow"))
     }
     route_objects |= rolled
+    # The verification Job is named after what it verifies: a new federation, a new Job (re-verified on `up`).
+    verification = changed.pop("job:fate-9999/fate-toy")
+    assert verification == ["inputs.metadata.name", "inputs.spec.template.spec.containers[0].args", "options.dependsOn"]
     assert set(changed) == route_objects
     for party in (9999, 10000):
         assert changed[f"configmap:fate-{party}/fate-routes"] == ["inputs.data.rabbitmq_route_table.yaml"]
@@ -408,13 +408,13 @@ def test_the_verification_job_runs_the_toy_check_from_the_first_party_against_ev
     ]
     (volume,) = pod["volumes"]
     script = two.find("ConfigMap", volume["configMap"]["name"], "fate-9999")["data"]["fate_toy.py"]
-    assert script == (Path(fate_files.__file__).parent / "checks" / "fate_toy.py").read_text()
+    assert script == checks.script("fate_toy")
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["automountServiceAccountToken"] is False
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["resources"]["requests"]["cpu"] and container["resources"]["limits"]["memory"]
     assert schema_errors(job, "1.34.0") == []
     outputs = two.outputs()["federations"]["fate"]
-    assert outputs["verification"] == f"kubectl -n fate-9999 logs job/{job['metadata']['name']}"
+    assert outputs["verificationLog"] == f"kubectl -n fate-9999 logs job/{job['metadata']['name']}"
 
 
 def test_three_parties_verify_the_toy_between_the_first_and_each_other_party() -> None:

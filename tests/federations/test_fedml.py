@@ -394,7 +394,7 @@ def test_the_verification_is_one_round_of_the_federations_command_with_every_cli
     assert service["clusterIP"] == "None" and kube_selects(
         service["selector"], job["spec"]["template"]["metadata"]["labels"]
     )
-    assert rendering.outputs()["federations"]["fl"]["verification"] == (
+    assert rendering.outputs()["federations"]["fl"]["verificationLog"] == (
         f"kubectl -n fl logs -l batch.kubernetes.io/job-name={name} --prefix"
     )
     for obj in (job, rendering.find("Service", "fedml-verify", "fl")):

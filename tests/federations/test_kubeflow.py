@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import copy
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from components import operators
+from components import checks, operators
 from components.config import ConfigError
 from components.federations import kubeflow, kubeflow_checks
 from tests.helpers import MINIKUBE, render
@@ -307,9 +306,9 @@ def verification(rendering: Rendering, ns: str) -> dict[str, Any]:
 def test_the_verification_trainjob_runs_the_ranks_check_like_the_federations_nodes(two: Rendering) -> None:
     job, federation = verification(two, "alpha"), two.find("TrainJob", "alpha", "alpha")
     name = job["metadata"]["name"]
-    assert re.fullmatch(r"alpha-verify-[0-9a-f]{8}", name)
+    assert re.fullmatch(r"alpha-verify-[0-9a-f]{10}", name)
     trainer = job["spec"]["trainer"]
-    script = (Path(kubeflow.__file__).parent / "checks" / "kubeflow_ranks.py").read_text()
+    script = checks.script("kubeflow_ranks")
     assert trainer["command"] == ["python3", "-c", script]
     assert trainer["args"] == ["--join-seconds", "300"]
     # Everything else is the federation's: runtime, image, node count, resources, env.
@@ -323,7 +322,7 @@ def test_the_verification_trainjob_runs_the_ranks_check_like_the_federations_nod
     }
     assert kubeflow_checks.trainer_model_problems(job) == []
     outputs = two.outputs()["federations"]["alpha"]
-    assert outputs["verification"] == f"kubectl -n alpha logs -l jobset.sigs.k8s.io/jobset-name={name} --prefix"
+    assert outputs["verificationLog"] == f"kubectl -n alpha logs -l jobset.sigs.k8s.io/jobset-name={name} --prefix"
 
 
 def test_the_verification_trainjob_starts_after_the_federations_own(two: Rendering) -> None:

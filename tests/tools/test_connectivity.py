@@ -337,7 +337,7 @@ def test_kubeflows_verification_nodes_reach_their_own_master_only() -> None:
         check = _verification_pods(cluster, federation)
         assert len(check) == nodes, check
         name = check[0].labels[JOBSET]
-        assert outputs[federation]["verification"].endswith(f"-l {JOBSET}={name} --prefix")
+        assert outputs[federation]["verificationLog"].endswith(f"-l {JOBSET}={name} --prefix")
         own = cluster.connect(check[-1], f"{name}-node-0-0.{name}", 29500)
         assert own.allowed and str(own.flows[-1].destination) == f"{federation}/{name}-node-0-0", own.explain()
         host, _, port = outputs[federation]["masterAddress"].rpartition(":")
