@@ -162,3 +162,17 @@ def test_peer_names_the_verification_pod_in_its_own_or_another_namespace() -> No
     assert other["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "flare-admin"}}
     assert other["podSelector"] == {"matchLabels": selector}
 
+
+def test_an_indexed_check_is_one_pod_per_index_that_must_all_succeed() -> None:
+    container = {**CONTAINER, "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "32Mi"}}}
+    args: dict[str, Any] = {"container": container, "volumes": [], "labels": verify.labels("x", "f"), "uid": 1000}
+    single = verify.manifest("verify-0", "ns", **args)
+    assert "completionMode" not in single["spec"] and "subdomain" not in single["spec"]["template"]["spec"]
+    job = verify.manifest("verify-0", "ns", **args, indexed=verify.Indexed(pods=3, subdomain="round"))
+    assert {k: job["spec"][k] for k in ("completions", "parallelism", "completionMode")} == {
+        "completions": 3,
+        "parallelism": 3,
+        "completionMode": "Indexed",
+    }
+    assert job["spec"]["template"]["spec"]["subdomain"] == "round"
+    assert schema_errors(job, "1.34.0") == []
