@@ -61,6 +61,17 @@ class Processes:
             time.sleep(0.5)
         raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{self.logs()}")
 
+    def exit_codes(self, names: list[str], timeout: float) -> dict[str, int]:
+        """Waits until each of `names` exited, all within `timeout` seconds; their exit codes."""
+        deadline = time.monotonic() + timeout
+        codes: dict[str, int] = {}
+        for name in names:
+            try:
+                codes[name] = self.running[name].wait(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                raise AssertionError(f"{name} still running after {timeout} s\n{self.logs()}") from None
+        return codes
+
     def stop_all(self) -> None:
         for proc in self.running.values():
             if proc.poll() is None:

@@ -87,17 +87,6 @@ def liveness_ok(pod: netns.Pod, bin_dir: Path, workload: dict[str, Any], env: di
     return out.returncode == 0
 
 
-def wait_exit(procs: Processes, names: list[str], timeout: float) -> dict[str, int]:
-    deadline = time.monotonic() + timeout
-    codes: dict[str, int] = {}
-    for name in names:
-        try:
-            codes[name] = procs.running[name].wait(timeout=max(1.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"{name} still running after {timeout}s\n{procs.logs()}") from None
-    return codes
-
-
 @pytest.mark.parametrize("order", ["server-first", "clients-first"])
 def test_real_fedml_federation_trains_over_grpc(tmp_path: Path, order: str) -> None:
     why_not = netns.available()
@@ -136,7 +125,7 @@ def test_real_fedml_federation_trains_over_grpc(tmp_path: Path, order: str) -> N
                 netns.etc_hosts(pods["client2"], client_hosts[2]),
             ):
                 run_federation(procs, pods, bin_dir, server, nodes, waits, client_sts, server_deploy, order)
-                codes = wait_exit(procs, ["server", "client1", "client2"], RUN_TIMEOUT)
+                codes = procs.exit_codes(["server", "client1", "client2"], RUN_TIMEOUT)
                 assert codes == {"server": 0, "client1": 0, "client2": 0}, procs.logs()
                 if order == "server-first":  # once is enough: the verification does not depend on the order
                     verdicts = run_verification(procs, pods, bin_dir, rendering, pods_dir)
@@ -179,14 +168,14 @@ def run_verification(
         return names
 
     everyone = start("verify", [0, *RANKS])
-    codes = wait_exit(procs, everyone, RUN_TIMEOUT)
+    codes = procs.exit_codes(everyone, RUN_TIMEOUT)
     assert set(codes.values()) == {0}, procs.logs()
     finished = f"OK: the server finished the round with all {len(RANKS)} clients"
     assert finished in procs.log(everyone[0]), procs.log(everyone[0])
     assert all(f"OK: client {rank} took part in the round" in procs.log(f"verify-{rank}") for rank in RANKS)
 
     partial = start("missing", [0, 1], seconds="60")
-    codes = wait_exit(procs, partial, RUN_TIMEOUT)
+    codes = procs.exit_codes(partial, RUN_TIMEOUT)
     assert set(codes.values()) == {1}, procs.logs()
     missing = f"FAILED: the round did not finish within 60 s: no answer from client 2 ({job['metadata']['name']}-2."
     assert missing in procs.log(partial[0]), procs.log(partial[0])
@@ -223,7 +212,7 @@ def run_federation(
             assert procs.running[f"{name}-wait"].poll() is None, procs.log(f"{name}-wait")
             assert not liveness_ok(pods[name], bin_dir, client_sts, pod_env(bin_dir, waits[name], shim=False))
         start_server()
-    for code in wait_exit(procs, [f"{name}-wait" for name in waits], 120).values():
+    for code in procs.exit_codes([f"{name}-wait" for name in waits], 120).values():
         assert code == 0, procs.logs()
     for name in waits:
         assert liveness_ok(pods[name], bin_dir, client_sts, pod_env(bin_dir, waits[name], shim=False))

@@ -81,17 +81,6 @@ def start_nodes(
     return started
 
 
-def exit_codes(procs: Processes, names: list[str], timeout: float) -> dict[str, int]:
-    deadline = time.monotonic() + timeout
-    codes = {}
-    for name in names:
-        try:
-            codes[name] = procs.running[name].wait(timeout=max(1.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"{name} did not finish in {timeout} s\n{procs.logs()}") from None
-    return codes
-
-
 def test_rendered_trainjob_runs_fedavg_to_identical_weights_and_a_falling_loss(tmp_path: Path) -> None:
     """Then, on the same pods, the rendered verification TrainJob: all nodes join; with one node missing, it fails
     and names that node."""
@@ -139,7 +128,7 @@ def test_rendered_trainjob_runs_fedavg_to_identical_weights_and_a_falling_loss(t
         stack.callback(stop.set)
         runtime_env = container.get("env", [])
         started = start_nodes(procs, pods, job, runtime_env, tmp_path, list(range(nodes)))
-        codes = exit_codes(procs, started, 300)
+        codes = procs.exit_codes(started, 300)
         assert set(codes.values()) == {0}, f"{codes}\n{procs.logs()}"
         events = {
             f"node-{i}": [json.loads(line) for line in procs.log(name, tail=1000).splitlines() if line.startswith("{")]
@@ -186,7 +175,7 @@ def verify_on_the_same_pods(
     check = verification_trainjob(rendering)
     nodes = check["spec"]["trainer"]["numNodes"]
     everyone = start_nodes(procs, pods, check, runtime_env, root / "verify", list(range(nodes)))
-    codes = exit_codes(procs, everyone, 300)
+    codes = procs.exit_codes(everyone, 300)
     assert set(codes.values()) == {0}, f"{codes}\n{procs.logs()}"
     joined = f"OK: node 0: all {nodes} nodes joined and all-reduced over gloo ({nodes * (nodes + 1) // 2})"
     assert joined in procs.log(everyone[0]), procs.log(everyone[0])
@@ -199,7 +188,7 @@ def verify_on_the_same_pods(
     command[command.index("--join-seconds") + 1] = "15"
     argv = [str(framework_bin("kubeflow") / "python"), *command[1:]]
     partial = start_nodes(procs, pods, check, runtime_env, root / "missing", list(range(nodes - 1)), argv)
-    codes = exit_codes(procs, partial, 120)
+    codes = procs.exit_codes(partial, 120)
     assert set(codes.values()) == {1}, f"{codes}\n{procs.logs()}"
     missing = f"FAILED: node {nodes - 1} of {nodes} did not join within 15 s"
     assert missing in procs.log(partial[0]), procs.log(partial[0])
