@@ -47,10 +47,16 @@ def _pem(args: mocks.MockResourceArgs, kind: str) -> str:
     return f"-----BEGIN {kind}-----\nmock-{args.name}\n-----END {kind}-----\n"
 
 
-def _nvflare_kits(args: mocks.MockResourceArgs) -> dict[str, Any]:
+def _nvflare_ca(args: mocks.MockResourceArgs) -> dict[str, Any]:
     from components.federations import nvflare_kits
 
-    return nvflare_kits.placeholder_outputs(plain(args.inputs, reveal=True))
+    return nvflare_kits.placeholder_ca_outputs(plain(args.inputs, reveal=True))
+
+
+def _nvflare_kit(args: mocks.MockResourceArgs) -> dict[str, Any]:
+    from components.federations import nvflare_kits
+
+    return nvflare_kits.placeholder_kit_outputs(plain(args.inputs, reveal=True))
 
 
 DEFAULT_SYNTHESIZERS: dict[str, Synthesizer] = {
@@ -104,7 +110,8 @@ DEFAULT_SYNTHESIZERS: dict[str, Synthesizer] = {
         "email": f"{a.inputs['accountId']}@mock-project.iam.gserviceaccount.com",
     },
     # Dynamic resources appear with their own type token; nvflare kits are never provisioned offline.
-    "pulumi-python:dynamic/flstack:NvflareKits": _nvflare_kits,
+    "pulumi-python:dynamic/flstack:NvflareCa": _nvflare_ca,
+    "pulumi-python:dynamic/flstack:NvflareKit": _nvflare_kit,
 }
 
 # Invokes (data sources) the program makes, answered the same way every time.

@@ -53,6 +53,8 @@ ADMIN = "nvflare-admin"
 WORKSPACE = "/var/tmp/nvflare/workspace"  # nvflare's own Kubernetes convention
 ADMIN_WORKSPACE = "/var/tmp/nvflare/admin"
 HOME = "/home/nvflare"
+# The one resource that held every kit before kits were per participant: the CA takes over its state.
+LEGACY_KITS = nvflare_kits.LEGACY_TYPE
 SERVER_MODULE = "nvflare.private.fed.app.server.server_train"
 CLIENT_MODULE = "nvflare.private.fed.app.client.client_train"
 ADMIN_MODULE = "nvflare.fuel.hci.tools.admin"
@@ -243,11 +245,13 @@ class NvflareFederation(pulumi.ComponentResource):
         self.admin_namespace = admin_ns
 
         # Provisioned locally by the Python dynamic provider (its default provider: it touches no cluster or cloud).
-        kits = nvflare_kits.NvflareKits(
-            f"{name}-kits", self._kit_inputs(ns, dns_names, site_ns), pulumi.ResourceOptions(parent=self)
+        ca = nvflare_kits.NvflareCa(
+            f"{name}-ca",
+            self._ca_inputs(ns, dns_names),
+            # Stacks from before per-participant kits keep their root CA and server certificate (README: NVFlare).
+            pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(name=f"{name}-kits", type_=LEGACY_KITS)]),
         )
-        # Private keys: secret whatever the engine does with additional_secret_outputs.
-        startup: pulumi.Output[dict[str, Any]] = kits.startup_kits.apply(pulumi.Output.secret)
+        self.ca = ca
 
         # Each of these namespaces holds a retained workspace PVC: deleting the namespace would delete the PVC
         # with it, so `pulumi destroy` leaves them too.
@@ -266,7 +270,7 @@ class NvflareFederation(pulumi.ComponentResource):
                 kube.apply(self._launcher_binding(namespace), in_ns)
 
         home = platform.opts(self, depends_on=[namespaces[ns]])
-        server_kit = self._kit(ns, SERVER, _part(startup, "server"), _part(kits.local_config, "server"), home)
+        server_kit = self._kit(ns, SERVER, ca.server_kit, home)
         workspace = kube.apply(self._workspace_claim(ns, SERVER, "server"), self._retained(namespaces[ns]))
         kube.apply(self._server(ns, server_kit), platform.opts(self, depends_on=[workspace]))
         kube.apply(self._server_service(ns), home)
@@ -280,7 +284,7 @@ class NvflareFederation(pulumi.ComponentResource):
         admin_to_server = [kube.in_namespace(ns, _selector(self._labels("server")))]
         kube.apply(kube.allow_egress(admin_ns, "admin-to-server", {}, admin_to_server, kube.tcp(FL_PORT)), in_admin)
         kube.apply(self._service_account(admin_ns, "nvflare", automount=False), in_admin)
-        admin_kit = self._kit(admin_ns, ADMIN, _part(startup, "admin"), _part(kits.local_config, "admin"), in_admin)
+        admin_kit = self._kit(admin_ns, ADMIN, self._participant_kit("admin", s.admin, "admin", admin_ns).kit, in_admin)
         # People scale the admin pod up and down themselves (the adminStart/adminStop outputs): Pulumi sets
         # replicas 0 when it creates the Deployment and then leaves the field alone, so the next `pulumi up`
         # neither scales a running console away nor conflicts with kubectl over `.spec.replicas`.
@@ -289,9 +293,7 @@ class NvflareFederation(pulumi.ComponentResource):
 
         for site, namespace in site_ns.items():
             in_ns = platform.opts(self, depends_on=[namespaces[namespace]])
-            site_kit = self._kit(
-                namespace, site, _part(startup, "sites", site), _part(kits.local_config, "sites", site), in_ns
-            )
+            site_kit = self._kit(namespace, site, self._participant_kit(site, site, "client", namespace).kit, in_ns)
             claim = kube.apply(self._workspace_claim(namespace, site, "site"), self._retained(namespaces[namespace]))
             kube.apply(self._site(namespace, site, site_kit), platform.opts(self, depends_on=[claim]))
             if self.kubernetes_launcher:
@@ -305,7 +307,7 @@ class NvflareFederation(pulumi.ComponentResource):
             "serverAddress": f"{self.server_fqdn}:{FL_PORT}",
             "sites": {site: site_ns[site] for site in s.sites},
             "jobLauncher": s.job_launcher,
-            "rootCa": kits.root_ca,
+            "rootCa": ca.root_ca,
             # The admin kit is the project admin's credential: its pod only runs while someone uses it.
             "adminStart": f"kubectl -n {admin_ns} scale deploy/{ADMIN} --replicas=1 && "
             f"kubectl -n {admin_ns} rollout status deploy/{ADMIN}",
@@ -319,33 +321,49 @@ class NvflareFederation(pulumi.ComponentResource):
 
     # --- provisioning --------------------------------------------------------------------------
 
-    def _kit_inputs(self, ns: str, dns_names: list[str], site_ns: dict[str, str]) -> dict[str, Any]:
+    def _common_inputs(self) -> dict[str, Any]:
         s = self.settings
-        launcher: dict[str, Any] = {"kind": s.job_launcher}
-        if self.kubernetes_launcher:
-            launcher |= {
-                "serverNamespace": ns,
-                "siteNamespaces": site_ns,
-                "serverService": SERVER,
-                "image": self._image(),
-                "parentPort": PARENT_PORT,
-                "jobPodSecurityContext": kube.pod_security(UID),
-                "studyRuntime": self._study_runtime(),
-            }
         return {
             "project": self.name,
             "version": s.version,
             "org": s.org,
             "server": self.server_fqdn,  # what sites dial: the server's identity and first certificate SAN
-            "hostNames": list(dict.fromkeys([*dns_names[:-1], *s.exposure.hostnames])),
             "flPort": FL_PORT,
-            "sites": list(s.sites),
-            "admin": s.admin,
             "workspace": WORKSPACE,
-            "jobLauncher": launcher,
             "caGeneration": s.ca_generation,
             "renewWithinDays": s.renew_within_days,
         }
+
+    def _launcher_inputs(self, namespace: str) -> dict[str, Any]:
+        """How the kit of a process in `namespace` starts jobs (nvflare's k8s preparation needs the details)."""
+        if not self.kubernetes_launcher:
+            return {"kind": "process"}
+        return {
+            "kind": "kubernetes",
+            "namespace": namespace,
+            "serverService": SERVER,
+            "image": self._image(),
+            "parentPort": PARENT_PORT,
+            "jobPodSecurityContext": kube.pod_security(UID),
+            "studyRuntime": self._study_runtime(),
+        }
+
+    def _ca_inputs(self, ns: str, dns_names: list[str]) -> dict[str, Any]:
+        host_names = list(dict.fromkeys([*dns_names[:-1], *self.settings.exposure.hostnames]))
+        return {**self._common_inputs(), "hostNames": host_names, "jobLauncher": self._launcher_inputs(ns)}
+
+    def _participant_kit(self, key: str, name: str, kind: str, ns: str) -> nvflare_kits.NvflareKit:
+        """`name`'s own kit, signed by the CA: adding a participant provisions and stores only its kit."""
+        inputs = {
+            **self._common_inputs(),
+            "participant": {"name": name, "type": kind},
+            "connectTo": None,
+            # The admin runs no jobs: its kit has no launcher whatever the sites use.
+            "jobLauncher": self._launcher_inputs(ns) if kind == "client" else {"kind": "process"},
+            "rootCa": self.ca.root_ca,
+            "caKey": self.ca.ca_key.apply(pulumi.Output.secret),  # secret whatever the engine does with outputs
+        }
+        return nvflare_kits.NvflareKit(f"{self.name}-kit-{key}", inputs, pulumi.ResourceOptions(parent=self))
 
     def _study_runtime(self) -> dict[str, Any]:
         """nvflare's local/study_runtime.yaml: job pods of the default study pass the `restricted` standard."""
@@ -423,18 +441,15 @@ class NvflareFederation(pulumi.ComponentResource):
         }
 
     def _kit(
-        self,
-        ns: str,
-        prefix: str,
-        startup: pulumi.Output[dict[str, str]],
-        local: pulumi.Output[dict[str, str]],
-        opts: pulumi.ResourceOptions,
+        self, ns: str, prefix: str, kit: pulumi.Output[dict[str, Any]], opts: pulumi.ResourceOptions
     ) -> pulumi.Output[str]:
         """The kit's Secret and ConfigMap; returns the kit's digest for the pod template that mounts them."""
+        # Private keys: secret whatever the engine does with additional_secret_outputs.
+        startup: pulumi.Output[dict[str, str]] = kit.apply(lambda k: pulumi.Output.secret(k["startup"]))
         kube.apply(self._kit_secret(ns, prefix, startup), opts)
-        kube.apply(self._kit_config(ns, prefix, local), opts)
+        kube.apply(self._kit_config(ns, prefix, kit.apply(lambda k: k["local"])), opts)
         # A one-way digest of the files, not the files: shown in plain text so previews say which pods roll.
-        return pulumi.Output.unsecret(pulumi.Output.all(startup=startup, local=local).apply(kit_digest))
+        return pulumi.Output.unsecret(kit.apply(kit_digest))
 
     def _kit_secret(self, ns: str, prefix: str, files: pulumi.Input[dict[str, str]]) -> dict[str, Any]:
         return {
@@ -617,17 +632,6 @@ class NvflareFederation(pulumi.ComponentResource):
 def kit_digest(kit: dict[str, Any]) -> str:
     """sha256 of a participant's kit files (startup/ and local/), independent of key order."""
     return hashlib.sha256(json.dumps(kit, sort_keys=True).encode()).hexdigest()
-
-
-def _part(kits: pulumi.Output[dict[str, Any]], *keys: str) -> pulumi.Output[dict[str, str]]:
-    """One participant's files out of a kits output (`server`, `admin` or `sites`, name)."""
-
-    def pick(tree: dict[str, Any]) -> dict[str, str]:
-        for key in keys:
-            tree = tree[key]
-        return tree
-
-    return kits.apply(pick)
 
 
 def _selector(labels: dict[str, str]) -> dict[str, str]:

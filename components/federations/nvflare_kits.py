@@ -1,11 +1,13 @@
-"""NVFlare startup kits: made by nvflare's own Provisioner, once, inside a state-tracked dynamic resource.
+"""NVFlare startup kits: made by nvflare's own Provisioner, inside state-tracked dynamic resources.
 
-The kits and nvflare's certificate state (`cert.json`: the root CA and every participant's key and
-certificate) are kept in the stack state as secret outputs. An update re-runs provisioning with that
-state restored, so existing participants keep their certificates and adding a site changes nobody
-else's kit. A participant certificate within `renewWithinDays` of expiry makes `diff` report a change (the
-clock is read at diff time, never an input), and the update re-issues exactly those under the same root CA.
-Provisioning never runs during the offline render: `placeholder_outputs` stands in for it.
+One `NvflareCa` resource holds the root CA and the server's kit; every site and the admin have an
+`NvflareKit` resource of their own, signed by that CA (nvflare's CertBuilder with the CA's key as its
+saved state). Adding a site provisions and stores only that site; nobody else's resource changes, and a
+site's own kit is one output a site stack can read. Keys and certificates live in the stack state as
+secret outputs; an update restores them, so a kit is only re-issued when its own inputs require it.
+A certificate within `renewWithinDays` of expiry makes `diff` report a change (the clock is read at diff
+time, never an input), and the update re-issues it under the same root CA. Provisioning never runs
+during the offline render: `placeholder_outputs` stands in for it.
 """
 
 from __future__ import annotations
@@ -15,34 +17,30 @@ import datetime
 import io
 import json
 import tempfile
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import pulumi
 from pulumi import dynamic
 
 # The engine routes `pulumi-python:*` types to the Python dynamic-provider plugin.
-TYPE = "pulumi-python:dynamic/flstack:NvflareKits"
-# The inputs that define the kits; everything else in the state is an output.
-INPUTS = (
-    "project",
-    "version",
-    "org",
-    "server",
-    "hostNames",
-    "flPort",
-    "sites",
-    "admin",
-    "workspace",
-    "jobLauncher",
-    "caGeneration",
-    "renewWithinDays",
-)
-# A new project name or CA generation means a new root CA: every kit is re-issued (the resource is replaced).
+CA_TYPE = "pulumi-python:dynamic/flstack:NvflareCa"
+KIT_TYPE = "pulumi-python:dynamic/flstack:NvflareKit"
+# Before kits were per participant one resource `<federation>-kits` held them all: the CA resource takes it
+# over (an alias), so existing stacks keep their root CA and server certificate.
+LEGACY_TYPE = "pulumi-python:dynamic/flstack:NvflareKits"
+# Inputs shared by the CA and every kit: a new project name or CA generation means a new root CA.
+COMMON_INPUTS = ("project", "version", "org", "server", "flPort", "workspace", "jobLauncher", "caGeneration")
+CA_INPUTS = (*COMMON_INPUTS, "hostNames", "renewWithinDays")
+# A participant kit is signed by the CA's key (`caKey`) and trusts `rootCa`; `connectTo` is the host its
+# fed_client.json dials when that is not the server's name (a site outside the server's cluster).
+KIT_INPUTS = (*COMMON_INPUTS, "participant", "connectTo", "rootCa", "caKey", "renewWithinDays")
 REPLACING = ("project", "caGeneration")
-OUTPUTS = ("startupKits", "localConfig", "certState", "rootCa")
-SECRET_OUTPUTS = ["startupKits", "certState"]
+OPTIONAL = ("connectTo",)  # None: the engine drops it from the inputs
+CA_SECRET_OUTPUTS = ["caKey", "serverKit"]
+KIT_SECRET_OUTPUTS = ["caKey", "kit"]
 # What a pod needs from startup/ (nvflare's own K8s job launcher keeps the same files): no start scripts.
 STARTUP_SUFFIXES = (".json", ".crt", ".key", ".pem")
 # Validity of a newly made root CA. nvflare refuses to reuse a root whose validity differs: never change it.
@@ -50,100 +48,217 @@ ROOT_VALID_DAYS = 3650
 ADMIN_ROLE = "project_admin"
 # cert.json keys that are the root CA, not participants (renewing the root is a new caGeneration).
 ROOT_KEYS = ("root_cert", "root_pri_key")
+CN_LIMIT = 64  # nvflare truncates long server names to the 64-character CN limit
+# The engine's Python provider plugin serves creates concurrently in one process, and redirecting stdout is
+# process-wide: interleaved, one call would restore another's capture for good. One provisioning at a time.
+_QUIET = threading.RLock()
 
 
 class ProvisioningError(Exception):
     """nvflare could not make the kits (its Provisioner reports errors instead of raising)."""
 
 
-# --- the dynamic resource ------------------------------------------------------------------------
+# --- the dynamic resources -----------------------------------------------------------------------
 
 
-class KitProvider(dynamic.ResourceProvider):
-    """CRUD for the kits. Pickled into the state by reference: the class must stay importable by this path.
+class _CertProvider(dynamic.ResourceProvider):
+    """CRUD shared by the CA and the kits: provision on create, keep saved certificates on update.
 
-    `now` fixes the clock for the expiry check (tests); None reads it when `diff` or `update` runs.
+    Pickled into the state by reference: the classes must stay importable by these paths. `now` fixes the
+    clock for the expiry check (tests); None reads it when `diff` or `update` runs.
     """
+
+    inputs: ClassVar[tuple[str, ...]]
 
     def __init__(self, now: datetime.datetime | None = None) -> None:
         self.now = now  # read with getattr: a provider pickled into older states has no such attribute
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
-        inputs = kit_inputs(props)
-        return dynamic.CreateResult(id_=f"{inputs['project']}-kits", outs={**inputs, **provision(inputs)})
+        inputs = pick_inputs(props, self.inputs)
+        return dynamic.CreateResult(id_=self._id(inputs), outs={**inputs, **self._provision(inputs, None)})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
-        changed = [key for key in INPUTS if olds.get(key) != news.get(key)]
-        replaces = [key for key in changed if key in REPLACING]
-        expiring = not replaces and bool(self._expiring(olds, news))
-        return dynamic.DiffResult(changes=bool(changed) or expiring, replaces=replaces, delete_before_replace=False)
+        changed = [key for key in self.inputs if olds.get(key) != news.get(key)]
+        replaces = [key for key in changed if key in self._replacing()]
+        stale = not replaces and (self._outdated(olds) or bool(self._expiring(olds, news)))
+        return dynamic.DiffResult(changes=bool(changed) or stale, replaces=replaces, delete_before_replace=False)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
-        inputs = kit_inputs(news)
-        cert_state = olds.get("certState")
-        if cert_state:
-            cert_state = forget_subjects(cert_state, self._expiring(olds, news))
-        return dynamic.UpdateResult(outs={**inputs, **provision(inputs, cert_state)})
+        inputs = pick_inputs(news, self.inputs)
+        saved = self._saved(olds, inputs)
+        if saved:
+            saved = forget_subjects(saved, self._expiring(olds, news))
+        return dynamic.UpdateResult(outs={**inputs, **self._provision(inputs, saved)})
 
     def _expiring(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
-        cert_state, within = olds.get("certState"), news.get("renewWithinDays")
-        if not cert_state or within is None:
+        saved, within = self._saved(olds, news), news.get("renewWithinDays")
+        if not saved or within is None:
             return []
         now = getattr(self, "now", None) or datetime.datetime.now(datetime.UTC)
-        return expiring_subjects(cert_state, now + datetime.timedelta(days=within))
+        return expiring_subjects(saved, now + datetime.timedelta(days=within))
+
+    def _replacing(self) -> tuple[str, ...]:
+        return REPLACING
+
+    def _outdated(self, olds: Mapping[str, Any]) -> bool:
+        return False
+
+    def _id(self, inputs: Mapping[str, Any]) -> str:
+        raise NotImplementedError
+
+    def _saved(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> dict[str, Any]:
+        """nvflare's cert.json content for this resource, from its stored outputs ({} if there is none)."""
+        raise NotImplementedError
+
+    def _provision(self, inputs: Mapping[str, Any], saved: dict[str, Any] | None) -> dict[str, Any]:
+        raise NotImplementedError
 
 
-class NvflareKits(dynamic.Resource, module="flstack", name="NvflareKits"):
+class CaProvider(_CertProvider):
+    """The root CA and the server's kit."""
+
+    inputs = CA_INPUTS
+
+    def _id(self, inputs: Mapping[str, Any]) -> str:
+        return f"{inputs['project']}-ca"
+
+    def _outdated(self, olds: Mapping[str, Any]) -> bool:
+        return "certState" in olds  # a state of the old all-kits resource: the update moves it to this shape
+
+    def _saved(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> dict[str, Any]:
+        subject = str(olds.get("server"))[:CN_LIMIT]  # the saved certificate is the old server name's
+        if "certState" in olds:  # the old all-kits resource: keep its root CA and server certificate only
+            state = json.loads(olds["certState"])
+            return {key: state[key] for key in (*ROOT_KEYS, subject) if key in state}
+        startup = (olds.get("serverKit") or {}).get("startup")
+        if not startup or not olds.get("caKey"):
+            return {}
+        server = {"cert": startup["server.crt"], "pri_key": startup["server.key"]}
+        return {"root_cert": olds["rootCa"], "root_pri_key": olds["caKey"], subject: server}
+
+    def _provision(self, inputs: Mapping[str, Any], saved: dict[str, Any] | None) -> dict[str, Any]:
+        if saved:
+            saved = forget_stale_server_cert(saved, inputs["server"], inputs["hostNames"])
+        definition = project_definition(inputs, [], inputs["hostNames"])
+        with provisioned(inputs, definition, saved, only_participant=False) as (kits, state):
+            server = kits / inputs["server"][:CN_LIMIT]
+            _tailor_for_kubernetes(server, inputs, "server")
+            return {
+                "serverKit": _collect(server),
+                "rootCa": state["root_cert"],
+                "caKey": state["root_pri_key"],
+            }
+
+
+# Old states pickled the all-kits provider by this name: it now stands for the CA (the alias's target).
+KitProvider = CaProvider
+
+
+class ParticipantKitProvider(_CertProvider):
+    """One site's or the admin's kit, signed by the CA's key."""
+
+    inputs = KIT_INPUTS
+
+    def _id(self, inputs: Mapping[str, Any]) -> str:
+        return f"{inputs['project']}-kit-{inputs['participant']['name']}"
+
+    def _replacing(self) -> tuple[str, ...]:
+        return (*REPLACING, "participant", "rootCa")  # another identity or another CA: a new kit
+
+    def _saved(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> dict[str, Any]:
+        startup = (olds.get("kit") or {}).get("startup")
+        if not startup:
+            return {}
+        mine = {"cert": startup["client.crt"], "pri_key": startup["client.key"]}
+        return {"root_cert": olds["rootCa"], "root_pri_key": olds["caKey"], olds["participant"]["name"]: mine}
+
+    def _provision(self, inputs: Mapping[str, Any], saved: dict[str, Any] | None) -> dict[str, Any]:
+        participant = inputs["participant"]
+        root = {"root_cert": inputs["rootCa"], "root_pri_key": inputs["caKey"]}
+        definition = project_definition(inputs, [participant], [], inputs.get("connectTo"))
+        with provisioned(inputs, definition, {**(saved or {}), **root}, only_participant=True) as (kits, _):
+            kit = kits / participant["name"]
+            if participant["type"] == "client":
+                _tailor_for_kubernetes(kit, inputs, "site")
+            return {"kit": _collect(kit)}
+
+
+class NvflareCa(dynamic.Resource, module="flstack", name="NvflareCa"):
     def __init__(self, name: str, inputs: Mapping[str, Any], opts: pulumi.ResourceOptions) -> None:
-        secret = pulumi.ResourceOptions(additional_secret_outputs=SECRET_OUTPUTS)
-        outputs: dict[str, Any] = dict.fromkeys(OUTPUTS)  # declared so the SDK sets them as attributes
-        super().__init__(KitProvider(), name, {**outputs, **inputs}, pulumi.ResourceOptions.merge(opts, secret))
+        secret = pulumi.ResourceOptions(additional_secret_outputs=CA_SECRET_OUTPUTS)
+        outputs: dict[str, Any] = dict.fromkeys(["serverKit", "rootCa", "caKey"])  # so the SDK sets attributes
+        super().__init__(CaProvider(), name, {**outputs, **inputs}, pulumi.ResourceOptions.merge(opts, secret))
 
     @property
-    def startup_kits(self) -> pulumi.Output[dict[str, Any]]:
-        """server / admin / sites.<name>: startup/ file name -> text (keys and certificates)."""
-        return cast("pulumi.Output[dict[str, Any]]", self._output("startupKits"))
-
-    @property
-    def local_config(self) -> pulumi.Output[dict[str, Any]]:
-        """The same shape for local/ (no secrets: resources, authorization, logging)."""
-        return cast("pulumi.Output[dict[str, Any]]", self._output("localConfig"))
+    def server_kit(self) -> pulumi.Output[dict[str, Any]]:
+        """startup / local: file name -> text (startup/ holds the server's key)."""
+        return cast("pulumi.Output[dict[str, Any]]", vars(self)["serverKit"])
 
     @property
     def root_ca(self) -> pulumi.Output[str]:
-        return cast("pulumi.Output[str]", self._output("rootCa"))
+        return cast("pulumi.Output[str]", vars(self)["rootCa"])
 
-    def _output(self, key: str) -> Any:
-        return vars(self)[key]  # dynamic resources keep the wire names: the SDK has no name table for them
+    @property
+    def ca_key(self) -> pulumi.Output[str]:
+        return cast("pulumi.Output[str]", vars(self)["caKey"])
 
 
-def kit_inputs(props: Mapping[str, Any]) -> dict[str, Any]:
-    missing = [key for key in INPUTS if key not in props]
+class NvflareKit(dynamic.Resource, module="flstack", name="NvflareKit"):
+    def __init__(self, name: str, inputs: Mapping[str, Any], opts: pulumi.ResourceOptions) -> None:
+        secret = pulumi.ResourceOptions(additional_secret_outputs=KIT_SECRET_OUTPUTS)
+        outputs: dict[str, Any] = {"kit": None}
+        super().__init__(
+            ParticipantKitProvider(), name, {**outputs, **inputs}, pulumi.ResourceOptions.merge(opts, secret)
+        )
+
+    @property
+    def kit(self) -> pulumi.Output[dict[str, Any]]:
+        """startup / local: file name -> text (startup/ holds the participant's key)."""
+        return cast("pulumi.Output[dict[str, Any]]", vars(self)["kit"])
+
+
+def pick_inputs(props: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    missing = [key for key in keys if key not in props and key not in OPTIONAL]
     if missing:
-        raise ProvisioningError(f"NvflareKits inputs lack {', '.join(missing)}")
-    return {key: props[key] for key in INPUTS}
+        raise ProvisioningError(f"NVFlare kit inputs lack {', '.join(missing)}")
+    return {key: props.get(key) for key in keys}
 
 
 # --- provisioning with nvflare ---------------------------------------------------------------------
 
 
-def project_definition(inputs: Mapping[str, Any]) -> dict[str, Any]:
-    """nvflare's project.yml (API version 3) as a dict: the builders must be listed or nothing is built."""
+def project_definition(
+    inputs: Mapping[str, Any],
+    participants: Sequence[Mapping[str, Any]],
+    host_names: list[str],
+    connect_to: str | None = None,
+) -> dict[str, Any]:
+    """nvflare's project.yml (API version 3) as a dict: the builders must be listed or nothing is built.
+
+    The server is always part of the project (a client's fed_client.json names it); `participants` are
+    `{name, type}` with type client or admin.
+    """
     org = inputs["org"]
     server = {
         "name": inputs["server"],  # the name clients dial: it is the server's identity (CN) and first SAN
         "type": "server",
         "org": org,
         "fed_learn_port": inputs["flPort"],
-        "host_names": list(inputs["hostNames"]),
+        "host_names": [*host_names, *([connect_to] if connect_to else [])],
     }
-    sites = [{"name": site, "type": "client", "org": org} for site in inputs["sites"]]
-    admin = {"name": inputs["admin"], "type": "admin", "org": org, "role": ADMIN_ROLE}
+    members = []
+    for p in participants:
+        member = {"name": p["name"], "type": p["type"], "org": org}
+        if p["type"] == "admin":
+            member["role"] = ADMIN_ROLE
+        elif connect_to:
+            member["connect_to"] = {"host": connect_to, "port": inputs["flPort"]}
+        members.append(member)
     return {
         "api_version": 3,
         "name": inputs["project"],
         "description": f"flstack federation {inputs['project']}",
-        "participants": [server, *sites, admin],
+        "participants": [server, *members],
         "builders": [
             {"path": "nvflare.lighter.impl.workspace.WorkspaceBuilder"},
             {"path": "nvflare.lighter.impl.static_file.StaticFileBuilder", "args": {"config_folder": "config"}},
@@ -153,8 +268,15 @@ def project_definition(inputs: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def provision(inputs: Mapping[str, Any], cert_state: str | None = None) -> dict[str, Any]:
-    """Runs nvflare's Provisioner; with `cert_state` (an earlier `certState`) the CA and known certificates are kept."""
+@contextlib.contextmanager
+def provisioned(
+    inputs: Mapping[str, Any], definition: dict[str, Any], saved: dict[str, Any] | None, only_participant: bool
+) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Runs nvflare's Provisioner with `saved` as its cert.json (the root CA and known certificates are kept).
+
+    Yields the folder of kits and the cert.json nvflare leaves. `only_participant`: nvflare's CertBuilder
+    issues certificates for the project's clients and admins but not its server (the CA resource's).
+    """
     import nvflare
     from nvflare.lighter.constants import CtxKey
     from nvflare.lighter.prov_utils import prepare_builders, prepare_packager
@@ -166,65 +288,77 @@ def provision(inputs: Mapping[str, Any], cert_state: str | None = None) -> dict[
             f"kits for NVFlare {inputs['version']} need nvflare=={inputs['version']} in the Pulumi program's "
             f"environment, found {nvflare.__version__}: change the pin in requirements.txt or the version setting"
         )
-    definition = project_definition(inputs)
     with tempfile.TemporaryDirectory(prefix="flstack-nvflare-") as tmp:
         root = Path(tmp)
         state_file = root / definition["name"] / "state" / "cert.json"
-        if cert_state:
+        if saved:
             state_file.parent.mkdir(parents=True)
-            state_file.write_text(forget_stale_server_cert(cert_state, inputs["server"], inputs["hostNames"]))
+            state_file.write_text(json.dumps(saved))
         log = _Log()
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
+        with _QUIET, contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
             try:
                 project = prepare_project(definition)
-                ctx = Provisioner(str(root), prepare_builders(definition), prepare_packager(definition)).provision(
-                    project, logger=log
-                )
+                builders = prepare_builders(definition)
+                if only_participant:
+                    builders = [_without_server(b) for b in builders]
+                ctx = Provisioner(str(root), builders, prepare_packager(definition)).provision(project, logger=log)
             except (ValueError, RuntimeError) as ex:  # bad participant definitions
                 raise ProvisioningError(f"nvflare rejected the project: {ex}") from ex
         result = ctx.get_result_location()
         if ctx.get(CtxKey.BUILD_ERROR) or not result:
             detail = "; ".join(log.errors) or err.getvalue().strip().splitlines()[-1:]
             raise ProvisioningError(f"nvflare provisioning failed: {detail}")
-        kits = Path(result)
-        _tailor_for_kubernetes(kits, inputs)
-        return {
-            "startupKits": _collect(kits, inputs, "startup"),
-            "localConfig": _collect(kits, inputs, "local"),
-            "certState": state_file.read_text(),
-            "rootCa": (kits / inputs["server"] / "startup" / "rootCA.pem").read_text(),
-        }
+        yield Path(result), json.loads(state_file.read_text())
 
 
-def forget_stale_server_cert(cert_state: str, server: str, host_names: list[str]) -> str:
+def _without_server(builder: Any) -> Any:
+    """nvflare's CertBuilder, issuing for the project's participants but not its server.
+
+    A participant's kit needs the server in the project (fed_client.json names it), not the server's key:
+    nvflare's builder would make one for the server and we would throw it away (a wasted RSA key each time).
+    """
+    from nvflare.lighter.impl.cert import CertBuilder
+
+    if not isinstance(builder, CertBuilder):
+        return builder
+
+    class ParticipantCertBuilder(CertBuilder):  # type: ignore[misc]
+        def build(self, project: Any, ctx: Any) -> None:
+            server = project.remove_server()
+            try:
+                super().build(project, ctx)
+            finally:
+                project.add_participant(server)
+
+    return ParticipantCertBuilder(root_valid_days=builder.root_valid_days)
+
+
+def forget_stale_server_cert(cert_state: dict[str, Any], server: str, host_names: list[str]) -> dict[str, Any]:
     """Drops the server's saved certificate when its names changed, so nvflare issues a new one.
 
     nvflare reuses a saved certificate as is: without this, a new external hostname would never reach the
-    server certificate. The root CA and every other participant's certificate are kept, so nobody needs a
-    new kit; only the server's key and certificate change.
+    server certificate. The root CA and every participant's certificate are kept, so nobody needs a new kit;
+    only the server's key and certificate change.
     """
     from cryptography import x509
 
-    state = json.loads(cert_state)
-    subject = server[:64]  # nvflare truncates long server names to the 64-character CN limit
-    saved = state.get(subject, {}).get("cert")
+    subject = server[:CN_LIMIT]
+    saved = cert_state.get(subject, {}).get("cert")
     if saved:
         cert = x509.load_pem_x509_certificate(saved.encode())
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        names = {str(n.value) for n in sans}
-        if names != {server, *host_names}:
-            del state[subject]
-    return json.dumps(state)
+        if {str(n.value) for n in sans} != {server, *host_names}:
+            return {key: value for key, value in cert_state.items() if key != subject}
+    return cert_state
 
 
-def expiring_subjects(cert_state: str, deadline: datetime.datetime) -> list[str]:
+def expiring_subjects(cert_state: Mapping[str, Any], deadline: datetime.datetime) -> list[str]:
     """The participants in nvflare's cert.json whose certificate is no longer valid at `deadline`."""
     from cryptography import x509
 
-    state = json.loads(cert_state)
     return [
         subject
-        for subject, entry in state.items()
+        for subject, entry in cert_state.items()
         if subject not in ROOT_KEYS
         and isinstance(entry, dict)
         and "cert" in entry
@@ -232,28 +366,23 @@ def expiring_subjects(cert_state: str, deadline: datetime.datetime) -> list[str]
     ]
 
 
-def forget_subjects(cert_state: str, subjects: list[str]) -> str:
+def forget_subjects(cert_state: dict[str, Any], subjects: list[str]) -> dict[str, Any]:
     """Drops these participants' saved key and certificate: nvflare issues new ones under the kept root CA."""
-    if not subjects:
-        return cert_state
-    state = json.loads(cert_state)
-    return json.dumps({key: value for key, value in state.items() if key not in subjects})
+    return {key: value for key, value in cert_state.items() if key not in subjects}
 
 
-def _collect(kits: Path, inputs: Mapping[str, Any], folder: str) -> dict[str, Any]:
-    def files(participant: str) -> dict[str, str]:
-        directory = kits / participant / folder
-        keep = (lambda name: name.endswith(STARTUP_SUFFIXES)) if folder == "startup" else (lambda _: True)
+def _collect(kit: Path) -> dict[str, dict[str, str]]:
+    def files(folder: str, keep: Any) -> dict[str, str]:
+        directory = kit / folder
         return {p.name: p.read_text() for p in sorted(directory.iterdir()) if p.is_file() and keep(p.name)}
 
     return {
-        "server": files(inputs["server"]),
-        "admin": files(inputs["admin"]),
-        "sites": {site: files(site) for site in inputs["sites"]},
+        "startup": files("startup", lambda name: name.endswith(STARTUP_SUFFIXES)),
+        "local": files("local", lambda _: True),
     }
 
 
-def _tailor_for_kubernetes(kits: Path, inputs: Mapping[str, Any]) -> None:
+def _tailor_for_kubernetes(kit: Path, inputs: Mapping[str, Any], role: str) -> None:
     """Adapts local/ the way `nvflare deploy prepare` does (its own code), startup/ is never touched.
 
     Process launcher: only the server's job and snapshot storage moves from /tmp into the persistent
@@ -264,30 +393,26 @@ def _tailor_for_kubernetes(kits: Path, inputs: Mapping[str, Any]) -> None:
     from nvflare.tool.deploy import deploy_common, k8s_deploy
 
     launcher = inputs["jobLauncher"]
-    server_kit = kits / inputs["server"]
     if launcher["kind"] == "process":
-        with _nvflare_cli_errors():
-            deploy_common._relocate_server_storage_to_workspace(server_kit, inputs["workspace"])
+        if role == "server":
+            with _nvflare_cli_errors():
+                deploy_common._relocate_server_storage_to_workspace(kit, inputs["workspace"])
         return
-    for kit, namespace in [
-        (server_kit, launcher["serverNamespace"]),
-        *((kits / site, launcher["siteNamespaces"][site]) for site in inputs["sites"]),
-    ]:
-        (kit / "local" / deploy_common.STUDY_RUNTIME_YAML).write_text(json.dumps(launcher["studyRuntime"], indent=2))
-        config = {
-            "runtime": "k8s",
-            "namespace": namespace,
-            "server_service_name": launcher["serverService"],
-            "parent": {
-                "docker_image": launcher["image"],
-                "parent_port": launcher["parentPort"],
-                "workspace_mount_path": inputs["workspace"],
-            },
-            "job_launcher": {"job_pod_security_context": launcher["jobPodSecurityContext"]},
-        }
-        with _nvflare_cli_errors():
-            k8s_deploy.validate_config(config)
-            k8s_deploy.prepare(deploy_common.validate_kit(kit), kit.parent / f".{kit.name}-prepared", config)
+    (kit / "local" / deploy_common.STUDY_RUNTIME_YAML).write_text(json.dumps(launcher["studyRuntime"], indent=2))
+    config = {
+        "runtime": "k8s",
+        "namespace": launcher["namespace"],
+        "server_service_name": launcher["serverService"],
+        "parent": {
+            "docker_image": launcher["image"],
+            "parent_port": launcher["parentPort"],
+            "workspace_mount_path": inputs["workspace"],
+        },
+        "job_launcher": {"job_pod_security_context": launcher["jobPodSecurityContext"]},
+    }
+    with _nvflare_cli_errors():
+        k8s_deploy.validate_config(config)
+        k8s_deploy.prepare(deploy_common.validate_kit(kit), kit.parent / f".{kit.name}-prepared", config)
 
 
 @contextlib.contextmanager
@@ -295,7 +420,7 @@ def _nvflare_cli_errors() -> Iterator[None]:
     """nvflare's deploy helpers report problems by printing and exiting (they were written for the CLI)."""
     out = io.StringIO()
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        with _QUIET, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
             yield
     except SystemExit as ex:
         raise ProvisioningError(f"nvflare kit preparation failed: {out.getvalue().strip()}") from ex
@@ -323,32 +448,32 @@ class _Log:
 # --- the offline render's stand-in ---------------------------------------------------------------
 
 
-def placeholder_outputs(inputs: Mapping[str, Any]) -> dict[str, Any]:
-    """Deterministic stand-ins with the kits' real file names, so manifests render without provisioning."""
+def _pem(kind: str, who: str) -> str:
+    return f"-----BEGIN {kind}-----\nmock-{who}\n-----END {kind}-----\n"
 
-    def pem(kind: str, who: str) -> str:
-        return f"-----BEGIN {kind}-----\nmock-{who}\n-----END {kind}-----\n"
 
-    def startup(who: str, role: str) -> dict[str, str]:
-        base = "server" if role == "server" else "client"
-        return {
-            f"{base}.crt": pem("CERTIFICATE", who),
-            f"{base}.key": pem("RSA PRIVATE KEY", who),
-            f"fed_{role}.json": f"<fed_{role}.json of {who}>",
-            "rootCA.pem": pem("CERTIFICATE", f"{inputs['project']}-root"),
-        }
-
-    def local(who: str) -> dict[str, str]:
-        return {"resources.json.default": f"<resources.json.default of {who}>"}
-
-    server, admin, sites = inputs["server"], inputs["admin"], list(inputs["sites"])
-    return {
-        "startupKits": {
-            "server": startup(server, "server"),
-            "admin": startup(admin, "admin"),
-            "sites": {site: startup(site, "client") for site in sites},
-        },
-        "localConfig": {"server": local(server), "admin": local(admin), "sites": {site: local(site) for site in sites}},
-        "certState": f"<cert.json of {inputs['project']}>",
-        "rootCa": pem("CERTIFICATE", f"{inputs['project']}-root"),
+def _placeholder_kit(who: str, role: str, project: str) -> dict[str, dict[str, str]]:
+    base = "server" if role == "server" else "client"
+    startup = {
+        f"{base}.crt": _pem("CERTIFICATE", who),
+        f"{base}.key": _pem("RSA PRIVATE KEY", who),
+        f"fed_{role}.json": f"<fed_{role}.json of {who}>",
+        "rootCA.pem": _pem("CERTIFICATE", f"{project}-root"),
     }
+    return {"startup": startup, "local": {"resources.json.default": f"<resources.json.default of {who}>"}}
+
+
+def placeholder_ca_outputs(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Deterministic stand-ins with the kits' real file names, so manifests render without provisioning."""
+    project = inputs["project"]
+    return {
+        "serverKit": _placeholder_kit(inputs["server"], "server", project),
+        "rootCa": _pem("CERTIFICATE", f"{project}-root"),
+        "caKey": _pem("RSA PRIVATE KEY", f"{project}-root"),
+    }
+
+
+def placeholder_kit_outputs(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    participant = inputs["participant"]
+    role = "admin" if participant["type"] == "admin" else "client"
+    return {"kit": _placeholder_kit(participant["name"], role, inputs["project"])}

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pulumi.runtime import mocks
 
 from components.federations import nvflare_kits
 from components.federations.nvflare import SITES_OF_LABEL
@@ -34,7 +33,8 @@ from tests.e2e.local_pods import LocalPod, Processes, materialize
 from tests.e2e.policy import Enforcement, relabel
 from tools import render as render_tool
 from tools import stack_files
-from tools.mock_runtime import OfflineMocks, plain
+from tools.dynamic_up import DynamicUp
+from tools.mock_runtime import OfflineMocks
 
 pytestmark = pytest.mark.e2e
 
@@ -46,9 +46,9 @@ STARTUP_SECONDS = 30  # server listening
 REGISTRATION_SECONDS = 40  # both sites seen by the admin console
 
 
-def provision_for_real(args: mocks.MockResourceArgs) -> dict[str, Any]:
-    """The render's kits resource gets what `pulumi up` would store: the provider's real create()."""
-    return nvflare_kits.KitProvider().create(plain(args.inputs, reveal=True)).outs or {}
+def provisioned_for_real() -> OfflineMocks:
+    """The render's CA and kit resources get what `pulumi up` would store: their providers' real create()."""
+    return OfflineMocks(synthesizers=DynamicUp().synthesizers(nvflare_kits.CA_TYPE, nvflare_kits.KIT_TYPE))
 
 
 @dataclass
@@ -72,7 +72,7 @@ def started(
         pytest.fail(
             f"{VENV} is missing: run `./dev test` (it builds .venv-<name> for each requirements-e2e-<name>.txt)"
         )
-    rendering = render_tool.render(STACK, OfflineMocks(synthesizers={nvflare_kits.TYPE: provision_for_real}))
+    rendering = render_tool.render(STACK, provisioned_for_real())
     outputs = rendering.outputs(reveal=True)["federations"][FEDERATION]
     server_host, _, port = outputs["serverAddress"].rpartition(":")
     _require_free(int(port))

@@ -13,7 +13,6 @@ import pytest
 from components import kube
 from components.config import ConfigError, parse
 from components.federations import nvflare, nvflare_kits
-from components.federations.nvflare_kits import KitProvider
 from tests.helpers import EXISTING, MINIKUBE, by_name, render
 from tools import diff, stack_files
 from tools.mock_runtime import OfflineMocks, plain
@@ -178,7 +177,7 @@ def test_the_server_is_reached_on_one_mtls_port_and_probed_by_tcp(default: Rende
 def test_kit_inputs_name_the_service_fqdn_and_external_hostnames() -> None:
     lb = {"type": "LoadBalancer", "sourceRanges": ["203.0.113.0/24"], "hostnames": ["fl.example.org"]}
     rendering = render({**config(exposure=lb), "target": EXISTING})
-    kits = rendering.of_type(nvflare_kits.TYPE)[0]["inputs"]
+    kits = rendering.of_type(nvflare_kits.CA_TYPE)[0]["inputs"]
     assert kits["server"] == "nvflare-server.demo.svc.cluster.local"
     assert kits["hostNames"] == ["nvflare-server", "nvflare-server.demo", "nvflare-server.demo.svc", "fl.example.org"]
     service = rendering.find("Service", "nvflare-server", "demo")["spec"]
@@ -186,9 +185,15 @@ def test_kit_inputs_name_the_service_fqdn_and_external_hostnames() -> None:
 
 
 def test_kits_are_secret_and_made_by_the_default_dynamic_provider(default: Rendering) -> None:
-    (kits,) = default.of_type(nvflare_kits.TYPE)
-    assert kits["options"]["additionalSecretOutputs"] == ["certState", "startupKits"]
-    assert kits["provider"] is None  # local provisioning: pulumi-python's default provider stays enabled
+    (ca,) = default.of_type(nvflare_kits.CA_TYPE)
+    assert ca["options"]["additionalSecretOutputs"] == ["caKey", "serverKit"]
+    kits = default.of_type(nvflare_kits.KIT_TYPE)
+    assert sorted(k["name"] for k in kits) == ["demo-kit-admin", "demo-kit-site-1", "demo-kit-site-2"]
+    for kit in kits:
+        assert kit["options"]["additionalSecretOutputs"] == ["caKey", "kit"]
+        assert kit["inputs"]["caKey"] == "[secret]"  # the CA's key signs the kit: secret on the way in too
+    # local provisioning: pulumi-python's default provider stays enabled
+    assert all(r["provider"] is None for r in [ca, *kits])
     secrets = [r for r in default.resources() if r["type"] == "kubernetes:core/v1:Secret"]
     assert secrets and all(r["inputs"]["stringData"] == "[secret]" for r in secrets)
 
@@ -218,13 +223,16 @@ def kit_hashes(rendering: Rendering) -> dict[str, str]:
 
 
 def test_every_pod_template_carries_the_digest_of_the_kit_it_mounts(default: Rendering) -> None:
-    kits = nvflare_kits.placeholder_outputs(kit_inputs(default))
-    startup, local = kits["startupKits"], kits["localConfig"]
+    server = nvflare_kits.placeholder_ca_outputs(kit_inputs(default, "demo-ca"))["serverKit"]
+
+    def kit(name: str) -> dict[str, Any]:
+        return dict(nvflare_kits.placeholder_kit_outputs(kit_inputs(default, f"demo-kit-{name}"))["kit"])
+
     assert kit_hashes(default) == {
-        "nvflare-server": nvflare.kit_digest({"startup": startup["server"], "local": local["server"]}),
-        "nvflare-admin": nvflare.kit_digest({"startup": startup["admin"], "local": local["admin"]}),
-        "site-1": nvflare.kit_digest({"startup": startup["sites"]["site-1"], "local": local["sites"]["site-1"]}),
-        "site-2": nvflare.kit_digest({"startup": startup["sites"]["site-2"], "local": local["sites"]["site-2"]}),
+        "nvflare-server": nvflare.kit_digest(server),
+        "nvflare-admin": nvflare.kit_digest(kit("admin")),
+        "site-1": nvflare.kit_digest(kit("site-1")),
+        "site-2": nvflare.kit_digest(kit("site-2")),
     }
     assert len(set(kit_hashes(default).values())) == 4
     # A digest, not the key material: readable in previews, so they show which Deployments roll.
@@ -247,11 +255,11 @@ def test_a_reissued_kit_rolls_only_the_deployment_that_mounts_it() -> None:
 
     def provision(args: Any) -> dict[str, Any]:
         inputs = plain(args.inputs, reveal=True)
-        outs = nvflare_kits.placeholder_outputs(inputs)
-        outs["startupKits"]["server"]["server.crt"] += ",".join(inputs["hostNames"])
+        outs = nvflare_kits.placeholder_ca_outputs(inputs)
+        outs["serverKit"]["startup"]["server.crt"] += ",".join(inputs["hostNames"])
         return outs
 
-    mock = OfflineMocks(synthesizers={nvflare_kits.TYPE: provision})
+    mock = OfflineMocks(synthesizers={nvflare_kits.CA_TYPE: provision})
     before = kit_hashes(render(config(), mock))
     assert kit_hashes(render(config(), mock)) == before  # identical kits, identical templates
     after = kit_hashes(render(config(exposure={"hostnames": ["fl.example.org"]}), mock))
@@ -359,14 +367,17 @@ def test_the_admin_kit_is_out_of_reach_of_the_launcher_accounts(kubernetes: Rend
 
 
 def test_kubernetes_launcher_job_pods_pass_the_restricted_standard(kubernetes: Rendering) -> None:
-    kits = kubernetes.of_type(nvflare_kits.TYPE)[0]["inputs"]["jobLauncher"]
+    kits = kubernetes.of_type(nvflare_kits.CA_TYPE)[0]["inputs"]["jobLauncher"]
     template = kits["studyRuntime"]["studies"]["default"]["pod_template"]
     assert template["spec"]["automountServiceAccountToken"] is False
     (container,) = template["spec"]["containers"]
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert kits["jobPodSecurityContext"]["runAsNonRoot"] is True
-    assert kits["siteNamespaces"] == {"site-1": "demo-site-1", "site-2": "demo-site-2"}
+    assert kits["namespace"] == "demo"
+    for site in ("site-1", "site-2"):  # each site's launcher starts job pods in its own namespace
+        (kit,) = [r for r in kubernetes.of_type(nvflare_kits.KIT_TYPE) if r["name"] == f"demo-kit-{site}"]
+        assert kit["inputs"]["jobLauncher"]["namespace"] == f"demo-{site}"
     service = kubernetes.find("Service", "site-1", "demo-site-1")["spec"]
     assert service["ports"] == [{"name": "parent", "port": 8102, "targetPort": "parent", "protocol": "TCP"}]
 
@@ -496,7 +507,7 @@ def test_shared_site_namespaces_retain_the_one_namespace_holding_every_workspace
 # --- adding a third site --------------------------------------------------------------------------
 
 
-def test_a_third_site_adds_only_its_own_resources_and_updates_the_kits() -> None:
+def test_a_third_site_adds_only_its_own_resources_and_changes_no_other() -> None:
     before = render(config()).resources()
     after = render(config(sites=["site-1", "site-2", "site-3"])).resources()
     changes = diff.compare(before, after)
@@ -511,32 +522,15 @@ def test_a_third_site_adds_only_its_own_resources_and_updates_the_kits() -> None
         ("kubernetes:networking.k8s.io/v1:NetworkPolicy", "networkpolicy:demo-site-3/allow-dns"),
         ("kubernetes:networking.k8s.io/v1:NetworkPolicy", "networkpolicy:demo-site-3/default-deny"),
         ("kubernetes:networking.k8s.io/v1:NetworkPolicy", "networkpolicy:demo-site-3/nvflare-to-server"),
+        (nvflare_kits.KIT_TYPE, "demo-kit-site-3"),
     ]
     assert changes.removed == []
-    assert changes.changed == {(nvflare_kits.TYPE, "demo-kits"): ["inputs.sites"]}
+    assert changes.changed == {}  # nobody else's kit, not even the CA's inputs
 
 
-def kit_inputs(rendering: Rendering) -> dict[str, Any]:
-    (registration,) = [r for r in rendering.recording.resources.values() if r.type == nvflare_kits.TYPE]
+def kit_inputs(rendering: Rendering, name: str) -> dict[str, Any]:
+    (registration,) = [r for r in rendering.recording.resources.values() if r.name == name]
     return dict(plain(registration.inputs, reveal=True))
-
-
-def test_the_real_update_for_a_third_site_keeps_existing_certificates() -> None:
-    """The provider's update with exactly the inputs the component registers, before and after."""
-    first = kit_inputs(render(config()))
-    second = kit_inputs(render(config(sites=["site-1", "site-2", "site-3"])))
-    provider = KitProvider()
-    state = {**(provider.create(first).outs or {}), "__provider": first["__provider"]}
-    assert provider.diff("demo-kits", state, second).changes is True
-    updated = provider.update("demo-kits", state, second).outs or {}
-    old, new = state["startupKits"], updated["startupKits"]
-    for site in ("site-1", "site-2"):
-        assert new["sites"][site]["client.crt"] == old["sites"][site]["client.crt"]
-        assert new["sites"][site]["client.key"] == old["sites"][site]["client.key"]
-        assert new["sites"][site]["rootCA.pem"] == old["sites"][site]["rootCA.pem"]
-    assert new["server"]["server.crt"] == old["server"]["server.crt"]
-    assert new["sites"]["site-3"]["rootCA.pem"] == old["server"]["rootCA.pem"]
-    assert provider.diff("demo-kits", {**updated, "__provider": second["__provider"]}, second).changes is False
 
 
 # --- the serialized provider ----------------------------------------------------------------------
@@ -545,7 +539,13 @@ def test_the_real_update_for_a_third_site_keeps_existing_certificates() -> None:
 def test_the_pickled_provider_loads_in_a_fresh_process_at_the_project_root(default: Rendering) -> None:
     """The engine's Python dynamic-provider plugin unpickles `__provider` in a new process started in the
     project directory: the pickle must refer to importable code, not carry state from the program."""
-    pickled = kit_inputs(default)["__provider"]
+    for name, provider in (("demo-ca", "CaProvider"), ("demo-kit-site-1", "ParticipantKitProvider")):
+        pickled = kit_inputs(default, name)["__provider"]
+        assert loaded_in_a_fresh_process(pickled) == ["components.federations.nvflare_kits", provider, "False"]
+        assert len(base64.b64decode(pickled)) < 2000  # a reference to the class, not a copy of the program
+
+
+def loaded_in_a_fresh_process(pickled: str) -> list[str]:
     probe = (
         "import base64, sys, dill\n"
         "provider = dill.loads(base64.b64decode(sys.stdin.read()))\n"
@@ -561,8 +561,7 @@ def test_the_pickled_provider_loads_in_a_fresh_process_at_the_project_root(defau
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["components.federations.nvflare_kits", "KitProvider", "False"]
-    assert len(base64.b64decode(pickled)) < 2000  # a reference to the class, not a copy of the program
+    return result.stdout.split()
 
 
 def test_the_shipped_stack_is_a_server_and_two_sites() -> None:

@@ -1,4 +1,5 @@
-"""The kits resource with real nvflare provisioning: stable certificates, no diff without changes."""
+"""The CA and per-participant kit resources with real nvflare provisioning: stable certificates, no diff
+without changes, adding a site touches nobody else, renewal, and the move from the old all-kits resource."""
 
 from __future__ import annotations
 
@@ -13,21 +14,22 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from components.federations import nvflare_kits
-from components.federations.nvflare_kits import KitProvider
+from components.federations.nvflare_kits import CaProvider, ParticipantKitProvider
+from tests.helpers import EXISTING, MINIKUBE, render
+from tools.dynamic_up import DynamicUp
+from tools.mock_runtime import OfflineMocks
 
 SERVER = "nvflare-server.fl.svc.cluster.local"
+HOST_NAMES = ["nvflare-server", "nvflare-server.fl", "nvflare-server.fl.svc"]
 
 
-def inputs(**overrides: Any) -> dict[str, Any]:
+def common(**overrides: Any) -> dict[str, Any]:
     base = {
         "project": "fl",
         "version": "2.9.0",
         "org": "flstack",
         "server": SERVER,
-        "hostNames": ["nvflare-server", "nvflare-server.fl", "nvflare-server.fl.svc"],
         "flPort": 8002,
-        "sites": ["site-1", "site-2"],
-        "admin": "admin@flstack.dev",
         "workspace": "/var/tmp/nvflare/workspace",
         "jobLauncher": {"kind": "process"},
         "caGeneration": 1,
@@ -36,11 +38,29 @@ def inputs(**overrides: Any) -> dict[str, Any]:
     return {**base, **overrides}
 
 
+def ca_inputs(**overrides: Any) -> dict[str, Any]:
+    return {**common(), "hostNames": HOST_NAMES, **overrides}
+
+
+def kit_inputs(ca: dict[str, Any], name: str, kind: str = "client", **overrides: Any) -> dict[str, Any]:
+    participant = {"name": name, "type": kind}
+    trust = {"rootCa": ca["rootCa"], "caKey": ca["caKey"]}
+    return {**common(), "participant": participant, "connectTo": None, **trust, **overrides}
+
+
+def stored(outs: dict[str, Any] | None) -> dict[str, Any]:
+    """What the engine keeps after a create or update: the outputs plus the serialized provider."""
+    return {**(outs or {}), "__provider": "pickled-provider"}
+
+
 @pytest.fixture(scope="module")
-def two_sites() -> dict[str, Any]:
-    """The state after a first `pulumi up`: the provider's outputs plus the serialized provider."""
-    created = KitProvider().create({**inputs(), "__provider": "pickled-provider"})
-    return {**(created.outs or {}), "__provider": "pickled-provider"}
+def ca() -> dict[str, Any]:
+    return stored(CaProvider().create(ca_inputs()).outs)
+
+
+@pytest.fixture(scope="module")
+def site_1(ca: dict[str, Any]) -> dict[str, Any]:
+    return stored(ParticipantKitProvider().create(kit_inputs(ca, "site-1")).outs)
 
 
 def cert(pem: str) -> x509.Certificate:
@@ -52,101 +72,99 @@ def sans(pem: str) -> set[str]:
     return {str(name.value) for name in ext}
 
 
-def test_same_inputs_are_no_change_even_with_a_new_provider_pickle(two_sites: dict[str, Any]) -> None:
-    news = {**inputs(), "__provider": "re-pickled-provider"}
-    result = KitProvider().diff("fl-kits", two_sites, news)
-    assert result.changes is False
-    assert result.replaces == []
+# --- the resources' diffs ------------------------------------------------------------------------
 
 
-def test_a_new_site_is_an_update_not_a_replacement(two_sites: dict[str, Any]) -> None:
-    result = KitProvider().diff("fl-kits", two_sites, inputs(sites=["site-1", "site-2", "site-3"]))
-    assert result.changes is True
-    assert result.replaces == []
+def test_same_inputs_are_no_change_even_with_a_new_provider_pickle(ca: dict[str, Any], site_1: dict[str, Any]) -> None:
+    assert CaProvider().diff("fl-ca", ca, {**ca_inputs(), "__provider": "re-pickled"}).changes is False
+    news = {**kit_inputs(ca, "site-1"), "__provider": "re-pickled"}
+    assert ParticipantKitProvider().diff("fl-kit-site-1", site_1, news).changes is False
 
 
-def test_a_new_ca_generation_replaces_the_kits(two_sites: dict[str, Any]) -> None:
-    result = KitProvider().diff("fl-kits", two_sites, inputs(caGeneration=2))
-    assert result.replaces == ["caGeneration"]
+def test_a_new_ca_generation_replaces_the_ca_and_a_new_root_replaces_each_kit(
+    ca: dict[str, Any], site_1: dict[str, Any]
+) -> None:
+    assert CaProvider().diff("fl-ca", ca, ca_inputs(caGeneration=2)).replaces == ["caGeneration"]
+    # What a site kit sees when the CA is replaced: another root (unknown until the CA is made).
+    news = kit_inputs(ca, "site-1", caGeneration=2, rootCa="04da6b54-80e4-46f7-96ec-b56ff0331ba9")
+    assert ParticipantKitProvider().diff("fl-kit-site-1", site_1, news).replaces == ["caGeneration", "rootCa"]
 
 
-def test_adding_a_site_keeps_every_existing_kit_byte_identical(two_sites: dict[str, Any]) -> None:
-    updated = KitProvider().update("fl-kits", two_sites, inputs(sites=["site-1", "site-2", "site-3"])).outs or {}
-    before, after = two_sites["startupKits"], updated["startupKits"]
-    for site in ("site-1", "site-2"):
-        assert after["sites"][site] == before["sites"][site]  # client.crt, client.key, rootCA.pem, fed_client.json
-        assert updated["localConfig"]["sites"][site] == two_sites["localConfig"]["sites"][site]
-    assert after["server"] == before["server"]
-    assert after["admin"] == before["admin"]
-    assert updated["rootCa"] == two_sites["rootCa"]
-    # The new site is signed by the same root CA, so the running server accepts it without a restart.
-    root, new = cert(updated["rootCa"]), cert(after["sites"]["site-3"]["client.crt"])
-    new.verify_directly_issued_by(root)
-    assert new.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "site-3"
-    old_state, new_state = json.loads(two_sites["certState"]), json.loads(updated["certState"])
-    assert {k: new_state[k] for k in old_state} == old_state
-
-
-def test_the_server_certificate_names_what_sites_dial(two_sites: dict[str, Any]) -> None:
-    server = two_sites["startupKits"]["server"]
-    assert sans(server["server.crt"]) == {SERVER, "nvflare-server", "nvflare-server.fl", "nvflare-server.fl.svc"}
-    fed_client = json.loads(two_sites["startupKits"]["sites"]["site-1"]["fed_client.json"])
+def test_a_site_kit_is_signed_by_the_ca_and_names_the_server(ca: dict[str, Any], site_1: dict[str, Any]) -> None:
+    startup = site_1["kit"]["startup"]
+    assert sorted(startup) == ["client.crt", "client.key", "fed_client.json", "rootCA.pem"]
+    client = cert(startup["client.crt"])
+    client.verify_directly_issued_by(cert(ca["rootCa"]))
+    assert client.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "site-1"
+    assert startup["rootCA.pem"] == ca["rootCa"] == ca["serverKit"]["startup"]["rootCA.pem"]
+    fed_client = json.loads(startup["fed_client.json"])
     assert fed_client["servers"][0]["service"]["target"] == f"{SERVER}:8002"
     assert fed_client["servers"][0]["identity"] == SERVER
+    assert "resources.json.default" in site_1["kit"]["local"]
 
 
-def test_a_new_hostname_reissues_only_the_server_certificate(two_sites: dict[str, Any]) -> None:
-    names = [*inputs()["hostNames"], "fl.example.com"]
-    updated = KitProvider().update("fl-kits", two_sites, inputs(hostNames=names)).outs or {}
-    server = updated["startupKits"]["server"]
+def test_the_admin_kit_carries_the_project_admin_role(ca: dict[str, Any]) -> None:
+    admin = ParticipantKitProvider().create(kit_inputs(ca, "admin@flstack.dev", "admin")).outs or {}
+    startup = admin["kit"]["startup"]
+    assert sorted(startup) == ["client.crt", "client.key", "fed_admin.json", "rootCA.pem"]
+    subject = cert(startup["client.crt"]).subject
+    assert subject.get_attributes_for_oid(NameOID.UNSTRUCTURED_NAME)[0].value == "project_admin"
+    cert(startup["client.crt"]).verify_directly_issued_by(cert(ca["rootCa"]))
+
+
+def test_a_site_outside_the_cluster_dials_the_public_host_and_checks_the_server_identity(ca: dict[str, Any]) -> None:
+    outside = ParticipantKitProvider().create(kit_inputs(ca, "site-9", connectTo="fl.example.org")).outs or {}
+    server = json.loads(outside["kit"]["startup"]["fed_client.json"])["servers"][0]
+    assert server["service"]["target"] == "fl.example.org:8002"
+    assert server["identity"] == SERVER
+
+
+def test_the_server_certificate_names_what_sites_dial(ca: dict[str, Any]) -> None:
+    server = ca["serverKit"]["startup"]
+    assert sorted(server) == ["fed_server.json", "rootCA.pem", "server.crt", "server.key"]
+    assert sans(server["server.crt"]) == {SERVER, *HOST_NAMES}
+    cert(server["server.crt"]).verify_directly_issued_by(cert(ca["rootCa"]))
+
+
+def test_a_new_hostname_reissues_only_the_server_certificate(ca: dict[str, Any]) -> None:
+    updated = CaProvider().update("fl-ca", ca, ca_inputs(hostNames=[*HOST_NAMES, "fl.example.com"])).outs or {}
+    server = updated["serverKit"]["startup"]
     assert "fl.example.com" in sans(server["server.crt"])
-    assert server["server.key"] != two_sites["startupKits"]["server"]["server.key"]
-    assert updated["rootCa"] == two_sites["rootCa"]
-    assert updated["startupKits"]["sites"] == two_sites["startupKits"]["sites"]
-    assert updated["startupKits"]["admin"] == two_sites["startupKits"]["admin"]
+    assert server["server.key"] != ca["serverKit"]["startup"]["server.key"]
+    assert (updated["rootCa"], updated["caKey"]) == (ca["rootCa"], ca["caKey"])
 
 
-def test_only_the_files_pods_need_leave_the_provisioner(two_sites: dict[str, Any]) -> None:
-    kits = two_sites["startupKits"]
-    assert sorted(kits["server"]) == ["fed_server.json", "rootCA.pem", "server.crt", "server.key"]
-    assert sorted(kits["sites"]["site-2"]) == ["client.crt", "client.key", "fed_client.json", "rootCA.pem"]
-    assert sorted(kits["admin"]) == ["client.crt", "client.key", "fed_admin.json", "rootCA.pem"]
-    assert "resources.json.default" in two_sites["localConfig"]["sites"]["site-1"]
-
-
-def test_server_job_storage_moves_into_the_persistent_workspace(two_sites: dict[str, Any]) -> None:
-    resources = json.loads(two_sites["localConfig"]["server"]["resources.json.default"])
+def test_server_job_storage_moves_into_the_persistent_workspace(ca: dict[str, Any]) -> None:
+    resources = json.loads(ca["serverKit"]["local"]["resources.json.default"])
     job_manager = next(c for c in resources["components"] if c["id"] == "job_manager")
     assert job_manager["args"]["uri_root"] == "/var/tmp/nvflare/workspace/jobs-storage"
     snapshot_root = resources["snapshot_persistor"]["args"]["storage"]["args"]["root_dir"]
     assert snapshot_root == "/var/tmp/nvflare/workspace/snapshot-storage"
 
 
-def test_placeholders_mirror_the_real_file_names(two_sites: dict[str, Any]) -> None:
+def test_placeholders_mirror_the_real_file_names(ca: dict[str, Any], site_1: dict[str, Any]) -> None:
     """The offline render's stand-in must name the same files, or rendered mounts would not match reality."""
-    fake = nvflare_kits.placeholder_outputs(inputs())
-    real = two_sites["startupKits"]
-    assert sorted(fake["startupKits"]["server"]) == sorted(real["server"])
-    assert sorted(fake["startupKits"]["admin"]) == sorted(real["admin"])
-    assert sorted(fake["startupKits"]["sites"]["site-1"]) == sorted(real["sites"]["site-1"])
-    assert set(fake) == set(nvflare_kits.OUTPUTS)
+    fake_ca = nvflare_kits.placeholder_ca_outputs(ca_inputs())
+    assert set(fake_ca) == {"serverKit", "rootCa", "caKey"}
+    assert sorted(fake_ca["serverKit"]["startup"]) == sorted(ca["serverKit"]["startup"])
+    fake_site = nvflare_kits.placeholder_kit_outputs(kit_inputs(ca, "site-1"))["kit"]
+    assert sorted(fake_site["startup"]) == sorted(site_1["kit"]["startup"])
 
 
 def test_a_version_other_than_the_installed_nvflare_is_refused() -> None:
     with pytest.raises(nvflare_kits.ProvisioningError, match=r"need nvflare==2\.8\.0 .* found 2\.9\.0"):
-        nvflare_kits.provision(inputs(version="2.8.0"))
+        CaProvider().create(ca_inputs(version="2.8.0"))
 
 
 def test_nvflare_rejections_are_reported_not_swallowed() -> None:
     with pytest.raises(nvflare_kits.ProvisioningError, match="nvflare rejected the project"):
-        nvflare_kits.provision(inputs(org="not-valid-org"))  # nvflare's org names have no '-'
+        CaProvider().create(ca_inputs(org="not-valid-org"))  # nvflare's org names have no '-'
 
 
-def kubernetes_launcher() -> dict[str, Any]:
+def kubernetes_launcher(namespace: str) -> dict[str, Any]:
     return {
         "kind": "kubernetes",
-        "serverNamespace": "fl",
-        "siteNamespaces": {"site-1": "fl-site-1", "site-2": "fl-site-2"},
+        "namespace": namespace,
         "serverService": "nvflare-server",
         "image": "nvflare/nvflare:2.9.0",
         "parentPort": 8102,
@@ -155,18 +173,73 @@ def kubernetes_launcher() -> dict[str, Any]:
     }
 
 
-def test_kubernetes_launcher_kits_are_prepared_by_nvflare_for_each_namespace() -> None:
-    out = nvflare_kits.provision(inputs(jobLauncher=kubernetes_launcher()))
-    site = out["localConfig"]["sites"]["site-1"]
+def test_kubernetes_launcher_kits_are_prepared_by_nvflare_for_each_namespace(ca: dict[str, Any]) -> None:
+    inputs = kit_inputs(ca, "site-1", jobLauncher=kubernetes_launcher("fl-site-1"))
+    site = (ParticipantKitProvider().create(inputs).outs or {})["kit"]["local"]
     internal = json.loads(site["comm_config.json"])["internal"]
     assert internal["resources"] == {"connection_security": "mtls", "host": "site-1", "port": 8102}
     launcher = next(c for c in json.loads(site["resources.json.default"])["components"] if c["id"] == "k8s_launcher")
     assert launcher["path"].endswith("ClientK8sJobLauncher")
     assert launcher["args"]["namespace"] == "fl-site-1"
     assert launcher["args"]["security_context"] == {"runAsNonRoot": True, "runAsUser": 10001}
-    server = json.loads(out["localConfig"]["server"]["comm_config.json"])["internal"]["resources"]
-    assert (server["host"], server["port"]) == ("nvflare-server", 8102)
     assert json.loads(site["study_runtime.yaml"]) == {"format_version": 2, "studies": {}}
+    server = CaProvider().create(ca_inputs(jobLauncher=kubernetes_launcher("fl"))).outs or {}
+    internal = json.loads(server["serverKit"]["local"]["comm_config.json"])["internal"]["resources"]
+    assert (internal["host"], internal["port"]) == ("nvflare-server", 8102)
+
+
+# --- whole stacks, as successive `pulumi up`s ----------------------------------------------------
+
+
+def stack(sites: list[str], target: dict[str, Any] = MINIKUBE, **settings: Any) -> dict[str, Any]:
+    federation = {"name": "demo", "framework": "nvflare", "nvflare": {"sites": sites, **settings}}
+    return {"target": target, "federations": [federation]}
+
+
+def up(engine: DynamicUp, config: dict[str, Any]) -> None:
+    engine.next_up()
+    render(config, OfflineMocks(synthesizers=engine.synthesizers(nvflare_kits.CA_TYPE, nvflare_kits.KIT_TYPE)))
+
+
+def key_material(engine: DynamicUp) -> dict[str, str]:
+    """Every certificate and key in the stack state, by resource and file."""
+    found = {}
+    for name, outs in engine.state.items():
+        for kit in (outs.get("kit"), outs.get("serverKit")):
+            for file, text in (kit or {}).get("startup", {}).items():
+                if file.endswith((".crt", ".key", ".pem")):
+                    found[f"{name}/{file}"] = text
+        for field in ("rootCa", "caKey"):
+            found[f"{name}/{field}"] = outs[field]
+    return found
+
+
+def test_adding_a_site_provisions_and_stores_only_that_site_and_keeps_every_certificate() -> None:
+    engine = DynamicUp()
+    up(engine, stack(["site-1", "site-2"]))
+    assert sorted(engine.written) == ["demo-ca", "demo-kit-admin", "demo-kit-site-1", "demo-kit-site-2"]
+    before = key_material(engine)
+    up(engine, stack(["site-1", "site-2", "site-3"]))
+    assert list(engine.written) == ["demo-kit-site-3"]
+    after = key_material(engine)
+    assert {k: after[k] for k in before} == before  # byte-identical, the root CA's key included
+    new = cert(after["demo-kit-site-3/client.crt"])
+    new.verify_directly_issued_by(cert(after["demo-ca/rootCa"]))  # the running server accepts it as it is
+    up(engine, stack(["site-1", "site-2", "site-3"]))
+    assert engine.written == {}  # and the next `up` is no change at all
+
+
+def test_a_new_public_hostname_rewrites_only_the_ca() -> None:
+    engine = DynamicUp()
+    up(engine, stack(["site-1"], target=EXISTING))
+    before = key_material(engine)
+    exposure = {"type": "LoadBalancer", "sourceRanges": ["203.0.113.0/24"], "hostnames": ["fl.example.org"]}
+    up(engine, stack(["site-1"], target=EXISTING, exposure=exposure))
+    assert list(engine.written) == ["demo-ca"]
+    after = key_material(engine)
+    assert "fl.example.org" in sans(after["demo-ca/server.crt"])
+    unchanged = [k for k in before if "server." not in k]
+    assert {k: after[k] for k in unchanged} == {k: before[k] for k in unchanged}
 
 
 # --- renewal of certificates near expiry ---------------------------------------------------------
@@ -176,11 +249,10 @@ def days_from_now(days: int) -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=days)
 
 
-def expiring_soon(state: dict[str, Any], subject: str, days: int) -> dict[str, Any]:
-    """The state with `subject`'s certificate re-signed by the same root to expire in `days` (an aged kit)."""
-    certs = json.loads(state["certState"])
-    old = cert(certs[subject]["cert"])
-    root_key = serialization.load_pem_private_key(certs["root_pri_key"].encode(), password=None)
+def aged(pem: str, ca_key: str, days: int) -> str:
+    """`pem` re-signed by the same root to expire in `days` (an aged kit)."""
+    old = cert(pem)
+    root_key = serialization.load_pem_private_key(ca_key.encode(), password=None)
     builder = (
         x509.CertificateBuilder()
         .subject_name(old.subject)
@@ -192,55 +264,74 @@ def expiring_soon(state: dict[str, Any], subject: str, days: int) -> dict[str, A
     )
     for ext in old.extensions:
         builder = builder.add_extension(ext.value, ext.critical)
-    aged = builder.sign(cast("rsa.RSAPrivateKey", root_key), hashes.SHA256())
-    certs[subject]["cert"] = aged.public_bytes(serialization.Encoding.PEM).decode()
-    return {**state, "certState": json.dumps(certs)}
+    signed = builder.sign(cast("rsa.RSAPrivateKey", root_key), hashes.SHA256())
+    return signed.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def test_certificates_far_from_expiry_are_no_change(two_sites: dict[str, Any]) -> None:
+def test_certificates_far_from_expiry_are_no_change(ca: dict[str, Any], site_1: dict[str, Any]) -> None:
     # nvflare issues participants 360 days: 300 days on, the 30-day window is not reached yet.
-    assert KitProvider(now=days_from_now(300)).diff("fl-kits", two_sites, inputs()).changes is False
+    assert CaProvider(now=days_from_now(300)).diff("fl-ca", ca, ca_inputs()).changes is False
+    later = ParticipantKitProvider(now=days_from_now(300))
+    assert later.diff("fl-kit-site-1", site_1, kit_inputs(ca, "site-1")).changes is False
 
 
-def test_certificates_within_the_window_are_a_change_not_a_replacement(two_sites: dict[str, Any]) -> None:
-    result = KitProvider(now=days_from_now(340)).diff("fl-kits", two_sites, inputs())
-    assert result.changes is True
-    assert result.replaces == []
+def test_certificates_within_the_window_are_a_change_not_a_replacement(
+    ca: dict[str, Any], site_1: dict[str, Any]
+) -> None:
+    result = ParticipantKitProvider(now=days_from_now(340)).diff("fl-kit-site-1", site_1, kit_inputs(ca, "site-1"))
+    assert (result.changes, result.replaces) == (True, [])
+    result = CaProvider(now=days_from_now(340)).diff("fl-ca", ca, ca_inputs())
+    assert (result.changes, result.replaces) == (True, [])
     # A wider window reaches the same certificates earlier.
-    assert KitProvider(now=days_from_now(300)).diff("fl-kits", two_sites, inputs(renewWithinDays=90)).changes
+    assert CaProvider(now=days_from_now(300)).diff("fl-ca", ca, ca_inputs(renewWithinDays=90)).changes
 
 
-def test_renewal_reissues_only_the_expiring_certificate_under_the_same_root(two_sites: dict[str, Any]) -> None:
-    aged = expiring_soon(two_sites, "site-1", days=10)
-    assert KitProvider().diff("fl-kits", aged, inputs()).changes is True
-    updated = KitProvider().update("fl-kits", aged, inputs()).outs or {}
-    before, after = two_sites["startupKits"], updated["startupKits"]
-    renewed, root = cert(after["sites"]["site-1"]["client.crt"]), cert(updated["rootCa"])
-    assert renewed.not_valid_after_utc > days_from_now(300)
-    renewed.verify_directly_issued_by(root)
-    assert renewed.subject == cert(before["sites"]["site-1"]["client.crt"]).subject
-    assert after["sites"]["site-1"]["client.key"] != before["sites"]["site-1"]["client.key"]
-    assert updated["rootCa"] == two_sites["rootCa"]
-    assert after["sites"]["site-1"]["rootCA.pem"] == before["sites"]["site-1"]["rootCA.pem"]
-    assert after["sites"]["site-2"] == before["sites"]["site-2"]
-    assert after["server"] == before["server"]
-    assert after["admin"] == before["admin"]
+def test_renewal_reissues_the_expiring_site_certificate_under_the_same_root(
+    ca: dict[str, Any], site_1: dict[str, Any]
+) -> None:
+    startup = site_1["kit"]["startup"]
+    aged_startup = {**startup, "client.crt": aged(startup["client.crt"], ca["caKey"], 10)}
+    old = {**site_1, "kit": {**site_1["kit"], "startup": aged_startup}}
+    news = kit_inputs(ca, "site-1")
+    assert ParticipantKitProvider().diff("fl-kit-site-1", old, news).changes is True
+    renewed = ParticipantKitProvider().update("fl-kit-site-1", old, news).outs or {}
+    new = renewed["kit"]["startup"]
+    assert cert(new["client.crt"]).not_valid_after_utc > days_from_now(300)
+    cert(new["client.crt"]).verify_directly_issued_by(cert(ca["rootCa"]))
+    assert cert(new["client.crt"]).subject == cert(startup["client.crt"]).subject
+    assert new["client.key"] != startup["client.key"]
+    assert new["rootCA.pem"] == startup["rootCA.pem"]
     # Renewed, the kit is stable again: the next `up` shows no change.
-    assert KitProvider().diff("fl-kits", {**updated, "__provider": "p"}, inputs()).changes is False
+    assert ParticipantKitProvider().diff("fl-kit-site-1", stored(renewed), news).changes is False
 
 
-def test_renewal_in_the_window_reissues_every_leaf_and_keeps_the_root(two_sites: dict[str, Any]) -> None:
-    provider = KitProvider(now=days_from_now(340))
-    updated = provider.update("fl-kits", two_sites, inputs()).outs or {}
-    root = cert(updated["rootCa"])
-    assert updated["rootCa"] == two_sites["rootCa"]
-    kits = updated["startupKits"]
-    for leaf in (kits["server"]["server.crt"], kits["admin"]["client.crt"], kits["sites"]["site-2"]["client.crt"]):
-        cert(leaf).verify_directly_issued_by(root)
-        assert cert(leaf).not_valid_after_utc > days_from_now(350)
-    before = json.loads(two_sites["certState"])
-    after = json.loads(updated["certState"])
-    assert {k: after[k] for k in nvflare_kits.ROOT_KEYS} == {k: before[k] for k in nvflare_kits.ROOT_KEYS}
-    assert all(after[k]["cert"] != before[k]["cert"] for k in before if k not in nvflare_kits.ROOT_KEYS)
+def test_renewal_of_the_server_keeps_the_root(ca: dict[str, Any]) -> None:
+    updated = CaProvider(now=days_from_now(340)).update("fl-ca", ca, ca_inputs()).outs or {}
+    server = cert(updated["serverKit"]["startup"]["server.crt"])
+    assert (updated["rootCa"], updated["caKey"]) == (ca["rootCa"], ca["caKey"])
+    server.verify_directly_issued_by(cert(ca["rootCa"]))
+    assert server.not_valid_after_utc > days_from_now(350)
     # The root (3650 days) is not renewed here: only a new caGeneration makes a new one.
-    assert root.not_valid_after_utc > days_from_now(3600)
+    assert cert(updated["rootCa"]).not_valid_after_utc > days_from_now(3600)
+
+
+# --- stacks from before per-participant kits ------------------------------------------------------
+
+
+def legacy_state() -> dict[str, Any]:
+    """What the old all-kits resource stored: nvflare's cert.json of the whole project and every kit."""
+    participants = [{"name": "site-1", "type": "client"}, {"name": "admin@flstack.dev", "type": "admin"}]
+    definition = nvflare_kits.project_definition(common(), participants, HOST_NAMES)
+    with nvflare_kits.provisioned(common(), definition, None, only_participant=False) as (kits, state):
+        server = (kits / SERVER / "startup" / "server.crt").read_text()
+        return {"certState": json.dumps(state), "rootCa": state["root_cert"], "server.crt": server}
+
+
+def test_the_ca_takes_over_the_old_kits_resource_keeping_its_root_and_server_certificate() -> None:
+    old = stored(legacy_state())
+    assert CaProvider().diff("demo-kits", old, ca_inputs()).changes is True  # moves to the new shape
+    moved = CaProvider().update("demo-kits", old, ca_inputs()).outs or {}
+    assert moved["rootCa"] == old["rootCa"]
+    assert moved["caKey"] == json.loads(old["certState"])["root_pri_key"]
+    assert moved["serverKit"]["startup"]["server.crt"] == old["server.crt"]
+    assert CaProvider().diff("demo-ca", stored(moved), ca_inputs()).changes is False

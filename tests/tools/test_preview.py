@@ -41,7 +41,7 @@ def test_a_planned_create_has_only_its_inputs_and_no_id() -> None:
         {"algorithm": "ECDSA"},
     )
     # Python dynamic providers have no preview: nothing they compute is known either.
-    assert mock.new_resource(args("pulumi-python:dynamic/flstack:NvflareKits", "kits", project="p")) == (
+    assert mock.new_resource(args("pulumi-python:dynamic/flstack:NvflareCa", "ca", project="p")) == (
         "",
         {"project": "p"},
     )
