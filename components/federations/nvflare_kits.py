@@ -34,8 +34,8 @@ LEGACY_TYPE = "pulumi-python:dynamic/flstack:NvflareKits"
 # Inputs shared by the CA and every kit: a new project name or CA generation means a new root CA.
 COMMON_INPUTS = ("project", "version", "org", "server", "flPort", "workspace", "jobLauncher", "caGeneration")
 CA_INPUTS = (*COMMON_INPUTS, "hostNames", "renewWithinDays")
-# A participant kit is signed by the CA's key (`caKey`) and trusts `rootCa`; `connectTo` is the host its
-# fed_client.json dials when that is not the server's name (a site outside the server's cluster).
+# A participant kit is signed by the CA's key (`caKey`) and trusts `rootCa`; `connectTo` ({host, port}) is
+# what its fed_client.json dials when that is not the server's name (a site outside the server's cluster).
 KIT_INPUTS = (*COMMON_INPUTS, "participant", "connectTo", "rootCa", "caKey", "renewWithinDays")
 REPLACING = ("project", "caGeneration")
 OPTIONAL = ("connectTo",)  # None: the engine drops it from the inputs
@@ -183,11 +183,29 @@ class ParticipantKitProvider(_CertProvider):
             return {"kit": _collect(kit)}
 
 
+@contextlib.contextmanager
+def _pickler_unwrapped() -> Iterator[None]:
+    """Undoes the SDK's pickler patch after a dynamic resource serialized its provider.
+
+    pulumi 3.272's serialize_provider wraps `pickle._Pickler._batch_setitems` in a sorting wrapper for every
+    dynamic resource and never unwraps it: the wrappers nest one level per resource, and at about a thousand
+    kits in one program pickling exceeds the recursion limit. Each resource's own (sorted) pickle is unchanged.
+    """
+    import pickle
+
+    kept = pickle._Pickler._batch_setitems  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        pickle._Pickler._batch_setitems = kept  # type: ignore[attr-defined]
+
+
 class NvflareCa(dynamic.Resource, module="flstack", name="NvflareCa"):
     def __init__(self, name: str, inputs: Mapping[str, Any], opts: pulumi.ResourceOptions) -> None:
         secret = pulumi.ResourceOptions(additional_secret_outputs=CA_SECRET_OUTPUTS)
         outputs: dict[str, Any] = dict.fromkeys(["serverKit", "rootCa", "caKey"])  # so the SDK sets attributes
-        super().__init__(CaProvider(), name, {**outputs, **inputs}, pulumi.ResourceOptions.merge(opts, secret))
+        with _pickler_unwrapped():
+            super().__init__(CaProvider(), name, {**outputs, **inputs}, pulumi.ResourceOptions.merge(opts, secret))
 
     @property
     def server_kit(self) -> pulumi.Output[dict[str, Any]]:
@@ -207,9 +225,9 @@ class NvflareKit(dynamic.Resource, module="flstack", name="NvflareKit"):
     def __init__(self, name: str, inputs: Mapping[str, Any], opts: pulumi.ResourceOptions) -> None:
         secret = pulumi.ResourceOptions(additional_secret_outputs=KIT_SECRET_OUTPUTS)
         outputs: dict[str, Any] = {"kit": None}
-        super().__init__(
-            ParticipantKitProvider(), name, {**outputs, **inputs}, pulumi.ResourceOptions.merge(opts, secret)
-        )
+        with _pickler_unwrapped():
+            merged = pulumi.ResourceOptions.merge(opts, secret)
+            super().__init__(ParticipantKitProvider(), name, {**outputs, **inputs}, merged)
 
     @property
     def kit(self) -> pulumi.Output[dict[str, Any]]:
@@ -231,7 +249,7 @@ def project_definition(
     inputs: Mapping[str, Any],
     participants: Sequence[Mapping[str, Any]],
     host_names: list[str],
-    connect_to: str | None = None,
+    connect_to: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """nvflare's project.yml (API version 3) as a dict: the builders must be listed or nothing is built.
 
@@ -244,7 +262,7 @@ def project_definition(
         "type": "server",
         "org": org,
         "fed_learn_port": inputs["flPort"],
-        "host_names": [*host_names, *([connect_to] if connect_to else [])],
+        "host_names": [*host_names, *([connect_to["host"]] if connect_to else [])],
     }
     members = []
     for p in participants:
@@ -252,7 +270,7 @@ def project_definition(
         if p["type"] == "admin":
             member["role"] = ADMIN_ROLE
         elif connect_to:
-            member["connect_to"] = {"host": connect_to, "port": inputs["flPort"]}
+            member["connect_to"] = {"host": connect_to["host"], "port": connect_to["port"]}
         members.append(member)
     return {
         "api_version": 3,

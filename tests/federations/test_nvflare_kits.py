@@ -113,9 +113,10 @@ def test_the_admin_kit_carries_the_project_admin_role(ca: dict[str, Any]) -> Non
 
 
 def test_a_site_outside_the_cluster_dials_the_public_host_and_checks_the_server_identity(ca: dict[str, Any]) -> None:
-    outside = ParticipantKitProvider().create(kit_inputs(ca, "site-9", connectTo="fl.example.org")).outs or {}
+    public = {"host": "fl.example.org", "port": 30802}
+    outside = ParticipantKitProvider().create(kit_inputs(ca, "site-9", connectTo=public)).outs or {}
     server = json.loads(outside["kit"]["startup"]["fed_client.json"])["servers"][0]
-    assert server["service"]["target"] == "fl.example.org:8002"
+    assert server["service"]["target"] == "fl.example.org:30802"
     assert server["identity"] == SERVER
 
 
@@ -324,7 +325,7 @@ def legacy_state() -> dict[str, Any]:
     definition = nvflare_kits.project_definition(common(), participants, HOST_NAMES)
     with nvflare_kits.provisioned(common(), definition, None, only_participant=False) as (kits, state):
         server = (kits / SERVER / "startup" / "server.crt").read_text()
-        return {"certState": json.dumps(state), "rootCa": state["root_cert"], "server.crt": server}
+        return {"server": SERVER, "certState": json.dumps(state), "rootCa": state["root_cert"], "server.crt": server}
 
 
 def test_the_ca_takes_over_the_old_kits_resource_keeping_its_root_and_server_certificate() -> None:
@@ -335,3 +336,13 @@ def test_the_ca_takes_over_the_old_kits_resource_keeping_its_root_and_server_cer
     assert moved["caKey"] == json.loads(old["certState"])["root_pri_key"]
     assert moved["serverKit"]["startup"]["server.crt"] == old["server.crt"]
     assert CaProvider().diff("demo-ca", stored(moved), ca_inputs()).changes is False
+
+
+def test_many_kits_leave_the_sdk_pickler_as_they_found_it() -> None:
+    """pulumi's serialize_provider nests a wrapper around the pickler per dynamic resource: at ~1000 kits in one
+    program pickling would exceed the recursion limit, unless each kit undoes it."""
+    import pickle
+
+    before = pickle._Pickler._batch_setitems  # type: ignore[attr-defined]
+    render(stack([f"site-{i}" for i in range(1, 6)]))
+    assert pickle._Pickler._batch_setitems is before  # type: ignore[attr-defined]
