@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 RESULT_MARK = "[flower-smoke] RESULT "
+NODE_WAIT_SECONDS = 30
 
 
 def fail(message: str) -> NoReturn:
@@ -34,7 +35,8 @@ def flwr(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
 
 
 def start_run(app: Path, federation: str, partitions: int) -> int:
-    overrides = f"min-nodes={partitions} num-server-rounds=1"
+    # The Job starts once every SuperNode is Ready (serving its health port): they had time to connect.
+    overrides = f"min-nodes={partitions} num-server-rounds=1 node-wait-seconds={NODE_WAIT_SECONDS}"
     out = flwr("run", str(app), federation, "--format", "json", "--run-config", overrides, timeout=120)
     try:
         started: dict[str, Any] = json.loads(out.stdout)

@@ -638,7 +638,15 @@ class FlowerFederation(pulumi.ComponentResource):
         }
 
     def _verification(self, ns: str, partitions: int, ca_pem: pulumi.Input[str] | None) -> dict[str, Any]:
-        """The Job's container, volumes and subject: the smoke app through the Control API, as a `flwr` user."""
+        """The Job's container, volumes and subject: the smoke app through the Control API, as a `flwr` user.
+
+        Flower 1.41 (OSS) has no accounts on the Control API: account authentication is an OIDC plugin only
+        the Enterprise distribution ships (flwr/superlink/config_loader.py: without FLWR_OIDC_ENABLED every
+        caller is the no-op account; with it, "OIDC account authentication is unavailable in this Flower
+        distribution"). So the Job is an authorised user the way the SuperLink can tell: it trusts the
+        federation's CA, and the SuperLink's NetworkPolicy admits its pod by label. With node auth on, the
+        SuperNodes it needs are the registered ones (the Job waits for the registration Job).
+        """
         s = self.settings
         config = self._cli_config(self.name, f"{CA_DIR}/ca.crt")
         command = ["python3", f"{VERIFY_DIR}/verify.py", f"{VERIFY_DIR}/app", self.name, str(partitions), config]

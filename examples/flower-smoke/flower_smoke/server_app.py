@@ -28,9 +28,10 @@ def main(grid: Grid, context: Context) -> None:
     num_rounds = int(rc["num-server-rounds"])
     result_path = str(rc.get("result-path", "")) or os.environ.get("FLOWER_SMOKE_RESULT", "")
     min_nodes = int(rc.get("min-nodes", 2))
+    node_wait = float(rc.get("node-wait-seconds", 60))
 
     params = init_params()
-    node_ids = _wait_for_nodes(grid, min_nodes)
+    node_ids = _wait_for_nodes(grid, min_nodes, node_wait)
     print(f"[flower-smoke] connected nodes: {node_ids}", flush=True)
     rounds = []
     for rnd in range(1, num_rounds + 1):
