@@ -132,7 +132,8 @@ def verification_train_job(name: str, ns: str, s: KubeflowSettings) -> dict[str,
     job["metadata"]["labels"] = verify.labels("kubeflow", name)
     job["metadata"]["annotations"] = {
         "pulumi.com/waitFor": "condition=Complete",
-        "pulumi.com/timeoutSeconds": str(VERIFY_DEADLINE_SECONDS + 60),  # a Failed TrainJob ends the wait too
+        # waitFor knows only Complete: a TrainJob Failed at its deadline ends Pulumi's wait at this timeout.
+        "pulumi.com/timeoutSeconds": str(VERIFY_DEADLINE_SECONDS + 60),
     }
     return job
 
