@@ -104,7 +104,12 @@ class Guard:
         if "ReadWriteMany" in (fields.get("accessModes") or []):
             shared = self._stack.storage.shared
             return f"flstack:storage.shared.{'storageClass' if shared.kind == 'existing' else 'kind'}"
-        return "flstack:storage.dataClass"
+        if self._stack.storage.data_class is not None:
+            return "flstack:storage.dataClass"
+        # Unset: the target's default class, which an existing cluster's settings name.
+        if self._stack.target.kind == "existing":
+            return "flstack:storage.dataClass (unset: flstack:target.existing.defaultStorageClass)"
+        return "flstack:storage.dataClass (unset: the target's default class)"
 
     def _claim_changes(self, previous: Any, current: dict[str, Any]) -> list[str]:
         before = (previous or {}).get("claims") if isinstance(previous, dict) else None

@@ -116,6 +116,20 @@ def test_setting_a_data_class_where_the_cluster_default_was_used_is_refused() ->
     assert "from unset (the cluster's default class) to 'fast'" in message
 
 
+def test_a_changed_default_class_of_an_existing_cluster_is_refused_naming_its_key() -> None:
+    """With storage.dataClass unset, the claims take the target's default: here an existing cluster's setting."""
+
+    def stack(default_class: str) -> stack_files.StackFiles:
+        existing = {**EXISTING["existing"], "defaultStorageClass": default_class}
+        return files({"target": {"kind": "existing", "existing": existing}, "federations": [FLOWER]})
+
+    message = refusal(render_tool.render_config(stack("slow")), stack("fast"))
+    assert message.split("\n")[1].startswith(
+        "  flstack:storage.dataClass (unset: flstack:target.existing.defaultStorageClass): would change the "
+        "storageClassName of the retained claim demo/superlink-state from 'slow' to 'fast'"
+    )
+
+
 def test_a_changed_shared_class_is_refused_naming_the_shared_key() -> None:
     shared = {**FLOWER, "flower": {"supernodes": 2, "sharedData": {"size": "1Gi"}}}
     config = files({"target": EXISTING, "storage": {"shared": {"kind": "nfs"}}, "federations": [shared]})
