@@ -74,7 +74,10 @@ class Guard:
         """`opts` of a retained object, registered only once the comparison passed."""
         meta, spec = obj["metadata"], obj.get("spec") or {}
         if obj["kind"] == "PersistentVolumeClaim":
-            self._claims[f"{meta['namespace']}/{meta['name']}"] = {f: spec[f] for f in CLAIM_FIELDS if f in spec}
+            fields = {f: spec[f] for f in CLAIM_FIELDS if f in spec}
+            # The component that made it: how a claim is recognised after its namespace changed.
+            fields["owner"] = str(getattr(opts.parent, "_name", ""))
+            self._claims[f"{meta['namespace']}/{meta['name']}"] = fields
         elif obj["kind"] == "Namespace":
             self._namespaces.add(meta["name"])
         return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=self._cleared))
@@ -88,10 +91,20 @@ class Guard:
             return
         homes = {fed.name: fed.home_namespace for fed in self._stack.federations}
         namespaces = {name: ns for name, ns in homes.items() if ns in self._namespaces}
-        self._built.set_result({"claims": dict(sorted(self._claims.items())), "namespaces": namespaces})
+        record = {"claims": dict(sorted(self._claims.items())), "namespaces": namespaces, "homes": homes}
+        self._built.set_result(record)
 
     def _compare(self, previous: Any, current: dict[str, Any]) -> dict[str, Any]:
-        problems = self._claim_changes(previous, current) + self._namespace_changes(previous, current)
+        home_lines = self._namespace_changes(previous, current)
+        old_homes = previous.get("homes") if isinstance(previous, dict) else None
+        moved_homes = {
+            i
+            for i, fed in enumerate(self._stack.federations)
+            if isinstance(old_homes, dict) and old_homes.get(fed.name) not in (None, fed.home_namespace)
+        }
+        problems = (
+            self._claim_changes(previous, current) + home_lines + self._claim_moves(previous, current, moved_homes)
+        )
         if problems:
             noun = "change" if len(problems) == 1 else "changes"
             raise ConfigError(
@@ -147,3 +160,43 @@ class Guard:
                     f"Keep {old!r}, or move the data first ({MOVING_DATA})"
                 )
         return lines
+
+    def _namespace_keys(self) -> dict[str, tuple[int, str]]:
+        """namespace -> (federation index, the config key that names it) in this config."""
+        keys: dict[str, tuple[int, str]] = {}
+        for i, fed in enumerate(self._stack.federations):
+            for relative, ns in fed.party_namespaces():
+                keys.setdefault(ns, (i, f"flstack:federations[{i}].{fed.framework}.{relative}"))
+            # A party's claim moving into the home namespace: the framework's settings put it there.
+            keys[fed.home_namespace] = (i, f"flstack:federations[{i}].{fed.framework}")
+        return keys
+
+    def _claim_moves(self, previous: Any, current: dict[str, Any], moved_homes: set[int]) -> list[str]:
+        """Claims of the same component under the same name, now in another namespace: the new claim starts
+        empty while the data stays behind. A federation whose retained home namespace moved has its own line."""
+        before = (previous or {}).get("claims") if isinstance(previous, dict) else None
+        if not isinstance(before, dict):
+            return []
+        now = {(fields["owner"], claim.partition("/")[2]): claim for claim, fields in current["claims"].items()}
+        keys = self._namespace_keys()
+        moves: dict[str, list[str]] = defaultdict(list)  # config key -> "claim (of owner) from 'a' to 'b'"
+        for claim, fields in sorted(before.items()):
+            old_ns, _, name = claim.partition("/")
+            owner = fields.get("owner") if isinstance(fields, dict) else None
+            moved_to = now.get((owner, name)) if owner else None
+            if claim in current["claims"] or moved_to is None or moved_to in before:
+                continue
+            new_ns = moved_to.partition("/")[0]
+            index, key = keys.get(new_ns, (-1, "flstack:federations"))
+            if index in moved_homes:
+                fed = self._stack.federations[index]
+                if fed.home_namespace in current["namespaces"].values():
+                    continue  # its home namespace's line says it
+                key = f"flstack:federations[{index}].namespace"
+            moves[key].append(f"{name} (of {owner}) from namespace {old_ns!r} to {new_ns!r}")
+        return [
+            f"{key}: would move the retained {'claim' if len(found) == 1 else 'claims'} {', '.join(found)}, where "
+            f"{'it' if len(found) == 1 else 'each'} would start empty while the data stays behind. Keep the "
+            f"namespace as it was, or move the data first ({MOVING_DATA})"
+            for key, found in sorted(moves.items())
+        ]

@@ -147,6 +147,37 @@ def test_a_moved_home_namespace_is_refused(flower: Rendering) -> None:
     assert "'demo' to 'elsewhere'" in message
 
 
+def test_a_party_moved_to_its_own_namespace_is_refused_naming_its_key() -> None:
+    parties: list[dict[str, Any]] = [{"id": 9999}, {"id": 10000}]
+    fate = {"name": "fate", "framework": "fate", "fate": {"parties": parties}}
+    first = render_tool.render_config(files({"target": MINIKUBE, "federations": [fate]}))
+    parties[1] = {"id": 10000, "namespace": "guest"}
+    message = refusal(first, files({"target": MINIKUBE, "federations": [fate]}))
+    assert message.split("\n")[1].startswith(
+        "  flstack:federations[0].fate.parties[1]: would move the retained claim fateflow-data (of fate-10000) "
+        "from namespace 'fate-10000' to 'guest'"
+    )
+
+
+def test_nvflare_sites_moved_into_the_shared_namespace_are_refused() -> None:
+    nvflare: dict[str, Any] = {"name": "demo", "framework": "nvflare", "nvflare": {"sites": ["site-1"]}}
+    first = render_tool.render_config(files({"target": MINIKUBE, "federations": [nvflare]}))
+    nvflare["nvflare"]["siteNamespaces"] = "shared"
+    message = refusal(first, files({"target": MINIKUBE, "federations": [nvflare]}))
+    assert "flstack:federations[0].nvflare: would move the retained claim site-1-workspace (of demo) from " in message
+    assert "namespace 'demo-site-1' to 'demo'" in message
+
+
+def test_a_moved_home_namespace_is_one_line_naming_it_for_all_its_parties() -> None:
+    fate = {"name": "fate", "framework": "fate", "fate": {"parties": [{"id": 9999}, {"id": 10000}]}}
+    first = render_tool.render_config(files({"target": MINIKUBE, "federations": [fate]}))
+    message = refusal(first, files({"target": MINIKUBE, "federations": [{**fate, "namespace": "fl"}]}))
+    assert message.split("\n")[1].startswith(
+        "  flstack:federations[0].namespace: would move the retained claims fateflow-data (of fate-10000) from "
+        "namespace 'fate-10000' to 'fl-10000', fateflow-data (of fate-9999) from namespace 'fate-9999' to 'fl-9999'"
+    )
+
+
 def test_access_modes_are_compared_too(flower: Rendering) -> None:
     """No config key sets them: a flstack version that changed them would be refused the same way."""
     config, first = FLOWER_STACK, flower
@@ -176,7 +207,7 @@ def test_nothing_retained_nor_anything_in_a_retained_namespace_is_registered_whe
     registered = Registrations()
     with pytest.raises(ConfigError):
         after(first, with_storage(config, dataClass="fast"), mock=registered)
-    assert "pulumi:providers:kubernetes" in registered.types  # the program did run up to the check
+    assert "flstack:targets:Minikube" in registered.types  # the program did run up to the check
     # Flower keeps everything in its retained namespace: no Kubernetes object at all reached the engine.
     assert not [t for t in registered.types if t.startswith("kubernetes:")]
 
@@ -188,7 +219,7 @@ def test_removing_a_federation_and_growing_a_claim_are_allowed(flower: Rendering
     grown = files({"target": MINIKUBE, "federations": [{**FLOWER, "flower": {"supernodes": 2, "databaseSize": "5Gi"}}]})
     assert after(flower, grown).find("PersistentVolumeClaim", "superlink-state", "demo")
     emptied = after(flower, files({"target": MINIKUBE}))
-    assert emptied.outputs()["retained"] == {"claims": {}, "namespaces": {}}
+    assert emptied.outputs()["retained"] == {"claims": {}, "namespaces": {}, "homes": {}}
 
 
 def test_a_stack_without_a_record_compares_nothing(flower: Rendering) -> None:
