@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,19 +91,36 @@ def sysctl(pod: Pod, name: str, value: str) -> None:
 
 @contextmanager
 def etc_hosts(pod: Pod, entries: dict[str, str]) -> Iterator[None]:
-    """/etc/hosts as the pod sees it (`ip netns exec` mounts /etc/netns/NAME/hosts over it): name -> address.
+    """/etc/hosts as the pod sees it: name -> address.
 
     Resolution through files, so it holds for C libraries too (torch's TCPStore and gloo), not only Python.
     """
+    lines = ["127.0.0.1 localhost", *(f"{addr} {name}" for name, addr in entries.items())]
+    with etc_file(pod, "hosts", "\n".join(lines) + "\n"):
+        yield
+
+
+@contextmanager
+def etc_file(pod: Pod, name: str, text: str) -> Iterator[None]:
+    """/etc/NAME as the pod sees it (`ip netns exec` mounts /etc/netns/POD/NAME over it): hosts, resolv.conf."""
     directory = Path("/etc/netns") / pod.name
     directory.mkdir(parents=True, exist_ok=True)
-    lines = ["127.0.0.1 localhost", *(f"{addr} {name}" for name, addr in entries.items())]
-    (directory / "hosts").write_text("\n".join(lines) + "\n")
+    (directory / name).write_text(text)
     try:
         yield
     finally:
-        (directory / "hosts").unlink(missing_ok=True)
-        directory.rmdir()
+        (directory / name).unlink(missing_ok=True)
+        with suppress(OSError):  # another of the pod's files is still there
+            directory.rmdir()
+
+
+def routed_addresses(names: list[str]) -> dict[str, list[str]]:
+    """Every address of each pod of `pods(names, routed=True)`: the hub has one per link, each spoke one."""
+    hub, *spokes = names
+    return {
+        hub: [hub_address(i) for i in range(1, len(names))],
+        **{name: [spoke_address(i)] for i, name in enumerate(spokes, start=1)},
+    }
 
 
 def hub_address(spoke_index: int) -> str:

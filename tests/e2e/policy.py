@@ -1,10 +1,12 @@
-"""The rendered NetworkPolicies, enforced on a local federation: kube-proxy's stand-in asks them per connection.
+"""The rendered NetworkPolicies, enforced on a local federation, in one of two ways, both asking tools.netpol.
 
-A local federation connects through forwarders (tests/e2e/forward.py) where a cluster has kube-proxy. Given
-the render, each forwarder knows which pod it serves and which Service name that pod dialled, and on every
-connection asks tools.netpol whether the cluster would let it through: the DNS lookup of the Service name
-(UDP 53 to kube-dns in kube-system), then the pod's egress and each endpoint's ingress on the target port.
-A refused connection is closed at once and logged with the flow and the reason.
+Clients that reach a server through a Service connect through forwarders (tests/e2e/forward.py) where a
+cluster has kube-proxy. Given the render, each forwarder knows which pod it serves and which Service name that
+pod dialled, and on every connection asks tools.netpol whether the cluster would let it through: the DNS
+lookup of the Service name (UDP 53 to kube-dns in kube-system), then the pod's egress and each endpoint's
+ingress on the target port. Pods that dial each other directly, on ports no forwarder can know in advance
+(gloo's), get a packet filter each instead (`pod_network`). Either way a refused connection is closed at once
+and logged with the flow and the reason.
 
 How a framework's e2e opts in (it is off unless the test passes the render):
 
@@ -22,8 +24,16 @@ How a framework's e2e opts in (it is off unless the test passes the render):
 
     enforcement.refusals()                  # every refused connection, with the flow and the reason
 
-Pods are named as tools.netpol models them: `<workload>-<index>` (StatefulSet ordinals, Deployment replicas).
-To show that enforcement bites, give it a changed render: `without_peer(...)` or `relabel(...)`.
+    # pods that dial each other directly on a routed pod network (netns.pods(names, routed=True), one of them
+    # standing in for kube-dns): each pod's own packet filter from the evaluator (tests/e2e/packet_filter.py),
+    # and names resolved by a DNS server in the kube-dns pod (tests/e2e/cluster_dns.py), so a lookup is a real
+    # UDP/53 flow the filter judges too
+    with enforcement.pod_network(pods, {"node-0": ("fedavg", "fedavg-node-0-0"), ...}, dns="kube-dns"):
+        ...
+
+Pods are named as tools.netpol models them: `<workload>-<index>` (StatefulSet ordinals, Deployment replicas,
+a TrainJob's `<job>-node-0-<rank>`). To show that enforcement bites, give it a changed render:
+`without_peer(...)`, `without_rule(...)` or `relabel(...)`.
 """
 
 from __future__ import annotations
@@ -35,14 +45,18 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from tests.e2e import netns, packet_filter
 from tests.e2e.netns import FORWARDER
-from tools.netpol import WORKLOAD_KINDS, Cluster
+from tools.netpol import WORKLOAD_KINDS, Cluster, Pod
 from tools.stack_files import ROOT
 
-MODEL_KINDS = {"Namespace", "Service", "NetworkPolicy", *WORKLOAD_KINDS}
+MODEL_KINDS = {"Namespace", "Service", "NetworkPolicy", "TrainJob", "ClusterTrainingRuntime", *WORKLOAD_KINDS}
+CLUSTER_DNS = Path(__file__).with_name("cluster_dns.py")
 
 
 class Enforcement:
@@ -54,6 +68,8 @@ class Enforcement:
         self.model = workdir / "model.json"
         self.model.write_text(json.dumps(model))
         self.routes: list[subprocess.Popen[bytes]] = []
+        self.filtered: dict[str, tuple[netns.Pod, Pod]] = {}  # live packet filters: local name -> (pod, model pod)
+        self.by_address: dict[str, Pod] = {}
 
     def guard(self, source: tuple[str, str], host: str, port: int) -> list[str]:
         """forward.py options that make it admit only what the policies allow `source` (namespace, pod)."""
@@ -85,25 +101,107 @@ class Enforcement:
         _wait_listening(address, port, process)
         return address
 
+    @contextmanager
+    def pod_network(
+        self, pods: dict[str, netns.Pod], placement: dict[str, tuple[str, str]], dns: str
+    ) -> Iterator[None]:
+        """Enforces the policies on `pods` (from netns.pods(names, routed=True)): `placement` names the model pod
+        (namespace, pod) each local pod is; the local pod `dns` becomes kube-dns. Every pod resolves names
+        through it and gets a packet filter admitting only what the evaluator allows it to open. Enter it again
+        with another placement to run other pods (a verification Job's) in the same namespaces afterwards."""
+        if subprocess.run(["nft", "--version"], capture_output=True, check=False).returncode != 0:
+            raise RuntimeError("nftables (`nft`) is not installed: run `./dev test` (it installs it)")
+        addresses = netns.routed_addresses(list(pods))
+        placed = {name: self.cluster.pod(*source) for name, source in placement.items()}
+        placed[dns] = self.cluster.cluster_dns()[0]
+        self.by_address = {address: placed[name] for name in placed for address in addresses[name]}
+        names = self._dns_names({pod: addresses[name][0] for name, pod in placed.items()})
+        (self.workdir / "dns-names.json").write_text(json.dumps(names, indent=1))
+        hostname = socket.gethostname()  # the pods share the machine's; the kubelet maps a pod's to its own IP
+        with ExitStack() as stack:
+            for name, pod in placed.items():
+                own = addresses[name][0]
+                stack.enter_context(netns.etc_file(pods[name], "hosts", f"127.0.0.1 localhost\n{own} {hostname}\n"))
+                search = f"{pod.namespace}.svc.cluster.local svc.cluster.local cluster.local"
+                resolv = f"nameserver {addresses[dns][0]}\nsearch {search}\noptions ndots:5\n"
+                stack.enter_context(netns.etc_file(pods[name], "resolv.conf", resolv))
+                table = packet_filter.ruleset(self.cluster, pod, {placed[n]: addresses[n] for n in placed})
+                (self.workdir / f"{name}.nft").write_text(table)
+                packet_filter.install(pods[name].command([]), table)
+                self.filtered[name] = (pods[name], pod)
+            stack.callback(self._stop_filters)
+            self._start_dns(stack, pods[dns])
+            yield
+
+    def _dns_names(self, address_of: dict[Pod, str]) -> dict[str, list[str]]:
+        """What cluster DNS answers: each Service's name -> its local endpoints (their addresses stand in for the
+        Service's: kube-proxy would pick one of them), and `<pod>.<service>` for headless Services."""
+        names: dict[str, list[str]] = {}
+        for service in self.cluster.services:
+            endpoints = [pod for pod in self.cluster.endpoints(service) if pod in address_of]
+            fqdn = service.dns_names()[-1]
+            if endpoints:
+                names[fqdn] = [address_of[pod] for pod in endpoints]
+            if service.headless:
+                names |= {f"{pod.name}.{fqdn}": [address_of[pod]] for pod in endpoints}
+        return names
+
+    def _start_dns(self, stack: ExitStack, pod: netns.Pod) -> None:
+        log = stack.enter_context((self.workdir / "cluster-dns.log").open("wb"))
+        argv = pod.command([sys.executable, str(CLUSTER_DNS), str(self.workdir / "dns-names.json")])
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        stack.callback(_stop, process)
+        deadline = time.monotonic() + 20
+        while ":53 " not in _udp_listeners(pod):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"cluster DNS did not start:\n{(self.workdir / 'cluster-dns.log').read_text()}")
+            time.sleep(0.1)
+
+    def _record_filters(self) -> None:
+        """The live packet filters' recorded flows, as decisions like the forwarders'."""
+        for name, (pod, model_pod) in self.filtered.items():
+            entries = []
+            for admitted, set_name in ((True, "admitted"), (False, "refused")):
+                flows = packet_filter.recorded(pod.command([]), set_name)
+                entries += packet_filter.decisions(self.cluster, flows, self.by_address, admitted)
+            log = self.workdir / f"{name}.{model_pod.namespace}.{model_pod.name}.filter.decisions"
+            log.write_text("".join(json.dumps(e) + "\n" for e in entries))
+
+    def _stop_filters(self) -> None:
+        self._record_filters()
+        for pod, _ in self.filtered.values():
+            packet_filter.remove(pod.command([]))
+        self.filtered = {}
+
     def refusals(self) -> list[str]:
-        """Every connection a forwarder refused: the flow, and why the policies drop it."""
+        """Every connection a forwarder or packet filter refused: the flow, and why the policies drop it."""
         return [e["text"] for e in self._entries() if not e["admitted"]]
 
     def admitted(self) -> list[str]:
         return [e["text"] for e in self._entries() if e["admitted"]]
 
     def _entries(self) -> list[dict[str, Any]]:
+        self._record_filters()
         return [json.loads(line) for log in sorted(self.workdir.glob("*.decisions")) for line in log.open()]
 
     def close(self) -> None:
         for process in self.routes:
             process.terminate()
         for process in self.routes:
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+            _stop(process)
+
+
+def _udp_listeners(pod: netns.Pod) -> str:
+    return subprocess.run(pod.command(["ss", "-Huln"]), capture_output=True, text=True, timeout=10, check=False).stdout
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
 
 
 def _wait_listening(address: str, port: int, process: subprocess.Popen[bytes], timeout: float = 10) -> None:
@@ -126,6 +224,17 @@ def without_peer(
     changed = copy.deepcopy(manifests)
     obj = _find(changed, "NetworkPolicy", namespace, policy)
     del obj["spec"]["ingress"][rule]["from"][peer]
+    return changed
+
+
+def without_rule(
+    manifests: list[dict[str, Any]], namespace: str, policy: str, direction: str = "ingress", rule: int = 0
+) -> list[dict[str, Any]]:
+    """The render with one rule (`direction`: ingress/egress) taken out of one NetworkPolicy. (Taking the only
+    peer out of a rule would open it to everyone: an empty `from` admits all.)"""
+    changed = copy.deepcopy(manifests)
+    obj = _find(changed, "NetworkPolicy", namespace, policy)
+    del obj["spec"][direction][rule]
     return changed
 
 
