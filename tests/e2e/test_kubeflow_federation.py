@@ -3,10 +3,16 @@
 Render the shipped `local-kubeflow` stack, take the `fedavg` TrainJob's command, args and env, the
 runtime's container env and its pod sysctls, and start one process per node, each in its own network
 namespace (the set is routed, like a flat pod network), with exactly the PET_* variables Trainer v2
-would give that node (`trainer_env`, pinned by `test_trainer_env.py`). `/etc/hosts` per pod resolves
-the master address to node 0 and the pod's own hostname to its own address, as DNS and the kubelet do
-in a cluster. Then check that FedAvg finishes every round, all ranks end with the same averaged
-weights, the federation's loss falls, and gloo listened only on ports the peer NetworkPolicy admits.
+would give that node (`trainer_env`, pinned by `test_trainer_env.py`). The rendered NetworkPolicies are
+enforced: gloo's ranks dial each other directly on ports they pick at run time, so no forwarder can stand
+in front of them; instead each node's network namespace gets a packet filter derived from tools.netpol, and
+names (the master address) resolve through a kube-dns pod, each lookup a UDP/53 flow the filter judges
+(tests/e2e/policy.py `pod_network`); `/etc/hosts` maps the pod's own hostname to its own address, as the
+kubelet does. Then check that FedAvg finishes every round, all ranks end with the same averaged weights,
+the federation's loss falls, every flow was one the policies admit, and gloo listened only on ports the
+peer NetworkPolicy admits. The verification TrainJob then runs on the same namespaces as its own pods,
+under its own policy. With the peer policy's ingress rule removed, the nodes are refused and the test
+names the dropped flow.
 
 Only `python3` is mapped to the venv's interpreter and the image's WORKDIR to examples/kubeflow-fedavg
 (the Dockerfile copies fedavg.py there). The Kubeflow controllers themselves do not run here.
@@ -15,17 +21,19 @@ Only `python3` is mapped to the venv's interpreter and the image's WORKDIR to ex
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import threading
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.e2e import netns
+from tests.e2e.policy import Enforcement, without_rule
 from tests.e2e.processes import Processes, base_env, framework_bin
 from tests.e2e.trainer_env import pet_env
 from tools import render
@@ -36,6 +44,7 @@ pytestmark = pytest.mark.e2e
 STACK = "local-kubeflow"
 FEDERATION = "fedavg"
 APP = ROOT / "examples" / "kubeflow-fedavg"  # the image's WORKDIR
+REFUSAL_SECONDS = 60
 
 
 def runtime_pod(rendering: render.Rendering) -> dict[str, Any]:
@@ -81,12 +90,59 @@ def start_nodes(
     return started
 
 
-def test_rendered_trainjob_runs_fedavg_to_identical_weights_and_a_falling_loss(tmp_path: Path) -> None:
-    """Then, on the same pods, the rendered verification TrainJob: all nodes join; with one node missing, it fails
-    and names that node."""
+@dataclass
+class Network:
+    pods: dict[str, netns.Pod]
+    procs: Processes
+    enforcement: Enforcement
+    seen_ports: set[int] = field(default_factory=set)
+
+
+@contextmanager
+def network(
+    tmp_path: Path, rendering: render.Rendering, model: list[dict[str, Any]] | None = None
+) -> Iterator[Network]:
+    """A network namespace per node of the TrainJob (with the runtime's sysctls) and a kube-dns pod, on a routed
+    network; the policies (`model`: the manifests they are read from, default the render's) are enforced per run
+    (`Network.enforcement.pod_network`). Every process stopped on exit."""
     why_not = netns.available()
     if why_not:
         pytest.skip(why_not)
+    nodes = rendering.find("TrainJob", FEDERATION, FEDERATION)["spec"]["trainer"]["numNodes"]
+    names = [f"node-{i}" for i in range(nodes)]
+    procs = Processes(tmp_path)
+    enforcement = Enforcement(rendering.manifests() if model is None else model, tmp_path / "netpol")
+    stop = threading.Event()
+    with netns.pods([*names, "kube-dns"], routed=True) as pods, ExitStack() as stack:
+        net = Network(pods, procs, enforcement)
+        stack.callback(procs.stop_all)
+        for name in names:
+            for sysctl in runtime_pod(rendering)["securityContext"].get("sysctls", []):
+                netns.sysctl(pods[name], sysctl["name"], sysctl["value"])
+
+        def sample() -> None:
+            while not stop.is_set():
+                for name in names:
+                    net.seen_ports.update(listening_ports(pods[name]))
+                time.sleep(0.2)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        stack.callback(sampler.join, 15)
+        stack.callback(stop.set)
+        yield net
+
+
+def placement(job: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Node i's namespace holds the TrainJob's pod of completion index i (its JobSet's `node` Job), as tools.netpol
+    names it."""
+    name, namespace = job["metadata"]["name"], job["metadata"]["namespace"]
+    return {f"node-{i}": (namespace, f"{name}-node-0-{i}") for i in range(job["spec"]["trainer"]["numNodes"])}
+
+
+def test_rendered_trainjob_runs_fedavg_to_identical_weights_and_a_falling_loss(tmp_path: Path) -> None:
+    """Then, on the same pods, the rendered verification TrainJob: all nodes join; with one node missing, it fails
+    and names that node."""
     rendering = render.render(STACK)
     job = rendering.find("TrainJob", FEDERATION, FEDERATION)
     trainer = job["spec"]["trainer"]
@@ -96,45 +152,34 @@ def test_rendered_trainjob_runs_fedavg_to_identical_weights_and_a_falling_loss(t
     nodes = trainer["numNodes"]
     rounds = int(command[command.index("--rounds") + 1])
     names = [f"node-{i}" for i in range(nodes)]
-    master = pet_env(job, 0)["PET_MASTER_ADDR"]
-    check_master = pet_env(verification_trainjob(rendering), 0)["PET_MASTER_ADDR"]
+    check = verification_trainjob(rendering)
 
-    procs = Processes(tmp_path)
-    seen_ports: set[int] = set()
-    stop = threading.Event()
-    with ExitStack() as stack, netns.pods(names, routed=True) as pods:
-        stack.callback(procs.stop_all)
-        for i, name in enumerate(names):
-            pod = pods[name]
-            for sysctl in pod_spec["securityContext"].get("sysctls", []):
-                netns.sysctl(pod, sysctl["name"], sysctl["value"])
-            # The kubelet maps the pod's hostname to its own IP; cluster DNS maps the master name to node 0.
-            stack.enter_context(
-                netns.etc_hosts(
-                    pod,
-                    {master: netns.address(0), check_master: netns.address(0), socket.gethostname(): netns.address(i)},
-                )
-            )
-
-        def sample() -> None:
-            while not stop.is_set():
-                for pod in pods.values():
-                    seen_ports.update(listening_ports(pod))
-                time.sleep(0.2)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        stack.callback(sampler.join, 15)
-        stack.callback(stop.set)
+    with network(tmp_path, rendering) as net:
+        procs, pods, enforcement = net.procs, net.pods, net.enforcement
         runtime_env = container.get("env", [])
-        started = start_nodes(procs, pods, job, runtime_env, tmp_path, list(range(nodes)))
-        codes = procs.exit_codes(started, 300)
+        with enforcement.pod_network(pods, placement(job), dns="kube-dns"):
+            started = start_nodes(procs, pods, job, runtime_env, tmp_path, list(range(nodes)))
+            codes = procs.exit_codes(started, 300)
         assert set(codes.values()) == {0}, f"{codes}\n{procs.logs()}"
         events = {
             f"node-{i}": [json.loads(line) for line in procs.log(name, tail=1000).splitlines() if line.startswith("{")]
             for i, name in enumerate(started)
         }
-        verified, missing_node = verify_on_the_same_pods(rendering, procs, pods, runtime_env, tmp_path)
+        with enforcement.pod_network(pods, placement(check), dns="kube-dns"):
+            verified, missing_node = verify_on_the_same_pods(rendering, procs, pods, runtime_env, tmp_path)
+    seen_ports = net.seen_ports
+
+    refusals, admitted = enforcement.refusals(), enforcement.admitted()
+    assert refusals == [], "\n".join(refusals)
+    # Every node (of both TrainJobs) looked the master up through kube-dns, and the others reached its rendezvous
+    # port, through their packet filters.
+    for trainjob in (job, check):
+        pods_of = [f"{ns}/{pod}" for ns, pod in placement(trainjob).values()]
+        for i, pod in enumerate(pods_of):
+            assert any(a.startswith(f"admitted {pod} -> kube-system/coredns-0 UDP/53\n") for a in admitted), admitted
+            if i:
+                rendezvous = f"admitted {pod} -> {pods_of[0]} TCP/29500\n"
+                assert any(a.startswith(rendezvous) for a in admitted), (rendezvous, admitted)
 
     losses = [e["loss"] for e in events["node-0"] if e["event"] in ("start", "round")]
     assert len(losses) == rounds + 1, procs.logs()
@@ -194,3 +239,33 @@ def verify_on_the_same_pods(
     assert missing in procs.log(partial[0]), procs.log(partial[0])
     assert f"node 0 gave up waiting for node(s) {nodes - 1}" in procs.log(partial[1]), procs.log(partial[1])
     return joined, missing
+
+
+def test_enforcement_refuses_the_nodes_when_the_peer_ingress_rule_is_removed(tmp_path: Path) -> None:
+    rendering = render.render(STACK)
+    job = rendering.find("TrainJob", FEDERATION, FEDERATION)
+    nodes = job["spec"]["trainer"]["numNodes"]
+    model = without_rule(rendering.manifests(), FEDERATION, f"{FEDERATION}-peers", "ingress", 0)
+    master, *others = (f"{ns}/{pod}" for ns, pod in placement(job).values())
+
+    def refused_nodes(refusals: list[str]) -> set[str]:  # the nodes whose rendezvous with the master was refused
+        return {r.split(" ->")[0].removeprefix("REFUSED ") for r in refusals if f" -> {master} TCP/29500\n" in r}
+
+    with network(tmp_path, rendering, model) as net, net.enforcement.pod_network(net.pods, placement(job), "kube-dns"):
+        (container,) = runtime_pod(rendering)["containers"]
+        started = start_nodes(net.procs, net.pods, job, container.get("env", []), tmp_path, list(range(nodes)))
+        deadline = time.monotonic() + REFUSAL_SECONDS
+        while time.monotonic() < deadline and refused_nodes(net.enforcement.refusals()) != set(others):
+            time.sleep(0.5)
+        finished = {name: net.procs.running[name].poll() for name in started}
+    refusals, admitted = net.enforcement.refusals(), net.enforcement.admitted()
+
+    assert all(code != 0 for code in finished.values()), (finished, net.procs.logs())  # the run cannot complete
+    assert not any("TCP/29500" in a for a in admitted), admitted
+    assert refused_nodes(refusals) == set(others), "\n".join(refusals)
+    for node in others:
+        # The test names the dropped flow and the policy that no longer admits it; the lookup itself was fine.
+        refused = next(r for r in refusals if r.startswith(f"REFUSED {node} -> {master} TCP/29500\n"))
+        assert f"{node} -> {master} TCP/29500 DROPPED: no ingress rule of " in refused, refused
+        assert f"{FEDERATION}/{FEDERATION}-peers (isolating {master}) admits {node}" in refused, refused
+        assert any(a.startswith(f"admitted {node} -> kube-system/coredns-0 UDP/53") for a in admitted), admitted
