@@ -122,6 +122,10 @@ class FederationConfig:
             yield "namespace", f"{self.framework} runs only in namespace {required!r} ({why}): remove the key"
         if self.verify and not registry.verifies(self.framework):
             yield "verify", f"{self.framework} has no verification Job yet: remove the key or set it to false"
+        refusal = getattr(self.settings, "verify_refusal", None)
+        why = refusal() if self.verify and callable(refusal) else None
+        if why:
+            yield "verify", why
         rendered = getattr(self.settings, "manifest_problems", None)
         if callable(rendered):
             for key, message in rendered(self.name, self.home_namespace):
@@ -329,6 +333,9 @@ def _exposures(settings: Any, path: str = "") -> Iterator[tuple[str, Exposure]]:
         key = f"{path}{camel(f.name)}"
         if isinstance(value, Exposure):
             yield key, value
+        elif isinstance(value, list):  # per-party blocks (fate.parties[i].exposure)
+            for i, item in enumerate(value):
+                yield from _exposures(item, f"{key}[{i}].")
         else:
             yield from _exposures(value, f"{key}.")
 

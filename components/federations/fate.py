@@ -9,6 +9,8 @@ namespace and let only the proxies talk across. Optionally, a FATEBoard per part
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -18,10 +20,23 @@ import pulumi_random as random
 
 from components import checks, kube, pki, verify
 from components.config import FederationConfig
-from components.config.model import DNS_LABEL, DNS_LABEL_HELP, QUANTITY, QUANTITY_HELP, Egress, Resources
+from components.config.model import (
+    CIDR_HELP,
+    DNS_LABEL,
+    DNS_LABEL_HELP,
+    QUANTITY,
+    QUANTITY_HELP,
+    Egress,
+    Exposure,
+    Resources,
+    is_cidr,
+    open_cidrs,
+)
 from components.config.schema import rule
+from components.stack_refs import STACK_NAME_PATTERN
 
 from . import fate_files as files
+from . import fate_peers
 
 IMAGE_REPOSITORY = r"[a-z0-9]+([._/-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*"
 IMAGE_REF = r"[a-z0-9]+([._/-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})"
@@ -63,6 +78,38 @@ class FatePartyConfig:
     id: int = rule(min=1, max=PARTY_ID_MAX)
     # Default `<federation namespace>-<id>`.
     namespace: str | None = rule(None, pattern=DNS_LABEL, pattern_help=DNS_LABEL_HELP)
+    # How parties in other stacks reach this party's exchange (its proxy's two mTLS ports, nothing else):
+    # required when the federation has peers. hostnames[0] is the address this stack exports for them.
+    exposure: Exposure = field(default_factory=Exposure)
+
+
+@dataclass(frozen=True)
+class FatePeerConfig:
+    """A party deployed by another stack (another organisation's cluster): this stack reads its exchange
+    endpoint and CA certificate from that stack's outputs, and admits and dials only its `cidrs`."""
+
+    party_id: int = rule(min=1, max=PARTY_ID_MAX)
+    stack: str = rule(pattern=STACK_NAME_PATTERN, pattern_help="a stack name ORG/PROJECT/STACK")
+    # The federation's name in that stack (default: this federation's name).
+    federation: str | None = rule(None, pattern=DNS_LABEL, pattern_help=DNS_LABEL_HELP)
+    # Where the peer's proxy connects from: the only sources this party's proxy admits from outside the
+    # cluster (NetworkPolicy ipBlock; each exposure's sourceRanges must cover them).
+    cidrs: list[str] = rule(default_factory=list, valid=is_cidr, pattern_help=CIDR_HELP)
+    # Where the peer's exchange is (its load balancer's addresses): the only destinations outside the cluster
+    # this party's proxy dials for it. Default: `cidrs` (one network both ways, as on-premises).
+    exchange_cidrs: list[str] = rule(default_factory=list, valid=is_cidr, pattern_help=CIDR_HELP)
+    # The acknowledgement that cidrs or exchangeCidrs may hold 0.0.0.0/0 or ::/0.
+    allow_internet: bool = False
+
+    def check(self) -> Iterator[tuple[str, str]]:
+        if not self.cidrs:
+            yield "cidrs", "required: list the CIDRs the peer's proxy connects from"
+        yield from open_cidrs("cidrs", self.cidrs, self.allow_internet, "allowInternet")
+        yield from open_cidrs("exchangeCidrs", self.exchange_cidrs, self.allow_internet, "allowInternet")
+
+    @property
+    def destinations(self) -> list[str]:
+        return self.exchange_cidrs or self.cidrs
 
 
 @dataclass(frozen=True)
@@ -89,7 +136,10 @@ class FateSettings:
     image: str = rule("federatedai/fateflow", pattern=IMAGE_REPOSITORY, pattern_help="an image repository (no tag)")
     rabbitmq_image: str = rule("rabbitmq:3.13.7-management", pattern=IMAGE_REF, pattern_help=IMAGE_REF_HELP)
     proxy_image: str = rule("nginx:1.28.0-alpine", pattern=IMAGE_REF, pattern_help=IMAGE_REF_HELP)
+    # The parties this stack deploys.
     parties: list[FatePartyConfig] = field(default_factory=list)
+    # Parties other stacks deploy (cross-silo): each read through a StackReference.
+    peers: list[FatePeerConfig] = field(default_factory=list)
     # fate_flow's scheduling budget (computing.standalone.cores): each job asks for 4 by default
     # (job_cores), and a job waits while the budget is spent. Not a CPU limit.
     cores: int = rule(8, min=4, max=1024)
@@ -105,13 +155,20 @@ class FateSettings:
 
     def check(self) -> Iterator[tuple[str, str]]:
         parties = self.parties  # invalid entries (None) are reported on their own keys, and still count here
-        if len(parties) < 2:
+        if self.peers and not parties:
+            yield "parties", "a stack with peers deploys at least one party of its own, e.g. [{id: 9999}]"
+        elif len(parties) + len(self.peers) < 2:
             yield (
                 "parties",
-                f"a federation needs at least 2 parties (got {len(parties)}), e.g. [{{id: 9999}}, {{id: 10000}}]",
+                f"a federation needs at least 2 parties (got {len(parties)}), e.g. [{{id: 9999}}, {{id: 10000}}], "
+                "or 1 here and peers in other stacks",
             )
-        if len(parties) > MAX_PARTIES:
-            yield "parties", f"at most {MAX_PARTIES} parties (got {len(parties)}): each peer takes one proxy port"
+        if len(parties) + len(self.peers) > MAX_PARTIES:
+            yield (
+                "parties",
+                f"at most {MAX_PARTIES} parties with the peers (got {len(parties) + len(self.peers)}): "
+                "each peer takes one proxy port",
+            )
         ids: dict[int, int] = {}
         namespaces: dict[str, int] = {}
         for i, party in enumerate(self.parties):
@@ -128,6 +185,7 @@ class FateSettings:
                         "each party needs its own",
                     )
                 namespaces.setdefault(party.namespace, i)
+        yield from self._check_peers(ids)
         for key in ("flow_resources", "rabbitmq_resources", "proxy_resources"):
             resources: Resources = getattr(self, key)
             camel = key.split("_")[0] + "Resources"
@@ -135,6 +193,63 @@ class FateSettings:
                 yield f"{camel}.memory", "required: every container gets a memory request and limit"
             if resources.gpus:
                 yield f"{camel}.gpus", "FATE's standalone computing runs on CPUs only"
+
+    def _check_peers(self, own_ids: dict[int, int]) -> Iterator[tuple[str, str]]:
+        """Party ids unique across the stacks this one knows of; every own party reachable from the peers."""
+        seen: dict[int, int] = {}
+        for i, peer in enumerate(self.peers):
+            if peer is None:
+                continue
+            if peer.party_id in own_ids:
+                yield (
+                    f"peers[{i}].partyId",
+                    f"{peer.party_id} is parties[{own_ids[peer.party_id]}].id, deployed by this stack: "
+                    "each party id belongs to exactly one stack",
+                )
+            elif peer.party_id in seen:
+                yield f"peers[{i}].partyId", f"{peer.party_id} is already peers[{seen[peer.party_id]}].partyId"
+            seen.setdefault(peer.party_id, i)
+        if not self.peers:
+            for i, party in enumerate(self.parties):
+                if party is not None and party.exposure.type != "ClusterIP":
+                    yield f"parties[{i}].exposure.type", "only used with peers: parties of one stack meet in-cluster"
+            return
+        cidrs = [(i, j, c) for i, p in enumerate(self.peers) if p is not None for j, c in enumerate(p.cidrs)]
+        for i, party in enumerate(self.parties):
+            if party is None:
+                continue
+            exposure = party.exposure
+            if exposure.type != "LoadBalancer":
+                yield (
+                    f"parties[{i}].exposure.type",
+                    f"'LoadBalancer' required with peers (got {exposure.type!r}): peers in other clusters dial "
+                    "this party's exchange at a stable address",
+                )
+                continue
+            if not exposure.hostnames:
+                yield (
+                    f"parties[{i}].exposure.hostnames",
+                    "required with peers: the DNS name or IP peers dial (it goes into the proxy's certificate)",
+                )
+            ranges = [ipaddress.ip_network(r, strict=False) for r in exposure.source_ranges if is_cidr(r)]
+            for p, j, cidr in cidrs:
+                if not is_cidr(cidr):
+                    continue
+                net = ipaddress.ip_network(cidr, strict=False)
+                if not any(net.version == r.version and net.subnet_of(r) for r in ranges):  # type: ignore[arg-type]
+                    yield (
+                        f"parties[{i}].exposure.sourceRanges",
+                        f"does not admit peers[{p}].cidrs[{j}] ({cidr}): the load balancer would drop that peer",
+                    )
+
+    def verify_refusal(self) -> str | None:
+        """Why `verify` cannot be on (None: it can)."""
+        if self.peers:
+            return (
+                "not with fate.peers yet: the toy Job would hold `pulumi up` until the peer stack is up too; "
+                "set it to false and run the `toy` output once both stacks are up"
+            )
+        return None
 
     def party_namespace(self, party: FatePartyConfig, home: str) -> str:
         return party.namespace or f"{home}-{party.id}"
@@ -165,30 +280,46 @@ class FateFederation(pulumi.ComponentResource):
         s: FateSettings = federation.settings
         home = federation.home_namespace
         parties = [files.Party(p.id, s.party_namespace(p, home)) for p in s.parties]
+        # Each stack has its own CA: its key never leaves this stack; peers get only its certificate. Across
+        # stacks the CAs' names must differ (TLS finds a certificate's issuer by name): the stack's is in it.
+        common_name = _stack_ca_name(name) if s.peers else f"{name} FATE federation CA"
         ca = pki.CertificateAuthority(
-            f"{name}-fate", f"{name} FATE federation CA", pulumi.ResourceOptions(parent=self, provider=platform.tls)
+            f"{name}-fate", common_name, pulumi.ResourceOptions(parent=self, provider=platform.tls)
         )
+        peers = fate_peers.read(name, s.peers, [p.id for p in parties])
         # Default providers are disabled for every package: this federation's passwords come from its own.
         passwords = random.Provider(f"{name}-random", opts=pulumi.ResourceOptions(parent=self))
         # The first party initiates: it submits the verification's toy jobs (and `toy` below) to its fate_flow.
         verifies = bool(federation.verify)
         self.parties = {
             p.id: FateParty(
-                f"{name}-{p.id}", name, p, parties, s, ca, passwords, platform, self, initiator=verifies and i == 0
+                f"{name}-{p.id}",
+                name,
+                p,
+                config,
+                parties,
+                peers,
+                s,
+                ca,
+                passwords,
+                platform,
+                self,
+                initiator=verifies and i == 0,
             )
-            for i, p in enumerate(parties)
+            for i, (p, config) in enumerate(zip(parties, s.parties, strict=True))
         }
         self.outputs: dict[str, Any] = {
             "caCertificate": ca.cert.cert_pem,
             "parties": {str(p.id): party.outputs for p, party in zip(parties, self.parties.values(), strict=True)},
         }
-        if len(parties) >= 2:
-            guest, host = parties[0], parties[1]
+        guest = parties[0] if parties else None
+        host = parties[1].id if len(parties) >= 2 else (s.peers[0].party_id if s.peers else None)
+        if guest is not None and host is not None:
             # The check KubeFATE users run by hand, from the guest's fateflow pod (its image's `flow` CLI).
             self.outputs["toy"] = (
                 f"kubectl -n {guest.namespace} exec statefulset/{files.FLOW} -- sh -c "
                 f"'flow init --ip 127.0.0.1 --port {files.FLOW_HTTP_PORT} && "
-                f"flow test toy -gid {guest.id} -hid {host.id}'"
+                f"flow test toy -gid {guest.id} -hid {host}'"
             )
             if verifies:
                 workloads = [w for party in self.parties.values() for w in party.workloads]
@@ -204,7 +335,9 @@ class FateParty(pulumi.ComponentResource):
         name: str,
         federation: str,
         me: files.Party,
+        config: FatePartyConfig,
         parties: list[files.Party],
+        peers: fate_peers.Peers,
         settings: FateSettings,
         ca: pki.CertificateAuthority,
         passwords: random.Provider,
@@ -213,13 +346,18 @@ class FateParty(pulumi.ComponentResource):
         initiator: bool = False,
     ) -> None:
         super().__init__("flstack:federations:FateParty", name, None, pulumi.ResourceOptions(parent=parent))
+        if me.namespace is None:
+            raise ValueError(f"party {me.id} is another stack's: this stack deploys only its own")
         self.federation = federation
         self.me = me
+        self.ns: str = me.namespace
+        self.config = config
+        self.peers = peers
         self.settings = settings
         self.initiator = initiator  # runs the verification Job: its proxy and fate_flow admit it
         self._platform = platform
         self._name = name
-        ns = me.namespace
+        ns = self.ns
 
         # The namespace holds the retained fate_flow volume: deleting it would delete the volume too.
         namespace = kube.apply(
@@ -234,13 +372,14 @@ class FateParty(pulumi.ComponentResource):
             f"{name}-rabbitmq", length=32, special=False, opts=pulumi.ResourceOptions(parent=self, provider=passwords)
         )
         secret_password: pulumi.Output[str] = pulumi.Output.secret(password.result)
-        certificate = ca.server_certificate(
-            f"{name}-proxy", f"fate-party-{me.id}", kube.service_dns_names(files.PROXY, ns), client_auth=True
-        )
+        hosts = [*kube.service_dns_names(files.PROXY, ns), *config.exposure.hostnames]
+        certificate = ca.server_certificate(f"{name}-proxy", f"fate-party-{me.id}", hosts, client_auth=True)
+        # Own parties, then every configured peer (known or not yet): positions fix the broker link ports.
+        roster = [*parties, *peers.roster]
 
         # fate_flow
         service_conf = secret_password.apply(lambda pw: files.service_conf(me, pw, SQLITE_PATH, settings.cores))
-        routes = files.route_table(me, parties)
+        routes = files.route_table(me, roster)
         kube.apply(self._secret("fateflow-conf", "fateflow", {"service_conf.yaml": service_conf}), in_ns)
         kube.apply(self._config_map("fate-routes", "fateflow", {"rabbitmq_route_table.yaml": routes}), in_ns)
         claim = kube.claim(
@@ -268,23 +407,43 @@ class FateParty(pulumi.ComponentResource):
         kube.apply(self._service(files.RABBITMQ, self._rabbitmq_ports()), in_ns)
 
         # Proxy
-        nginx_conf = files.nginx_conf(me, parties)
+        nginx_conf: pulumi.Input[str]
+        trusted: pulumi.Input[str]
+        if peers.configs:
+            nginx_conf = peers.remotes.apply(
+                lambda remotes: files.nginx_conf(me, [*parties, *_resolved(peers, remotes)])
+            )
+            trusted = pulumi.Output.all(ca.cert.cert_pem, peers.remotes).apply(
+                lambda found: fate_peers.trust_bundle(found[0], found[1])
+            )
+        else:
+            nginx_conf, trusted = files.nginx_conf(me, parties), ca.cert.cert_pem
         tls_files: dict[str, pulumi.Input[str]] = {
             "tls.crt": certificate.cert.cert_pem,
             "tls.key": pulumi.Output.secret(certificate.key.private_key_pem),
-            "ca.crt": ca.cert.cert_pem,
+            "ca.crt": trusted,
         }
         kube.apply(self._secret("proxy-tls", "proxy", tls_files, kind="kubernetes.io/tls"), in_ns)
         kube.apply(self._config_map("proxy-config", "proxy", {"nginx.conf": nginx_conf}), in_ns)
-        proxy_hash = _digest(nginx_conf, certificate.cert.cert_pem, ca.cert.cert_pem)
+        proxy_hash = _digest(nginx_conf, certificate.cert.cert_pem, trusted)
         self.workloads.append(kube.apply(self._proxy(proxy_hash), in_ns))
-        kube.apply(self._service(files.PROXY, self._proxy_ports(parties)), in_ns)
+        kube.apply(self._service(files.PROXY, self._proxy_ports(roster)), in_ns)
 
         self.outputs: dict[str, Any] = {
             "namespace": ns,
             "proxy": f"{me.proxy_host}:{files.PROXY_TLS_PORT}",
             "fateflow": f"{files.FLOW}.{ns}.svc.cluster.local:{files.FLOW_HTTP_PORT}",
         }
+        exposure = config.exposure
+        if exposure.type != "ClusterIP":
+            kube.apply(self._exchange_service(), in_ns)
+        if exposure.type == "LoadBalancer" and exposure.hostnames:
+            # What peer stacks read (fate_peers): public, and nothing else of this party.
+            self.outputs["exchange"] = {
+                "host": exposure.hostnames[0],
+                "port": files.PROXY_TLS_PORT,
+                "amqpsPort": files.PROXY_AMQPS_PORT,
+            }
         if settings.fateboard.enabled:
             self.outputs["fateboard"] = self._add_fateboard(name, passwords, in_ns)
         self.register_outputs({})
@@ -302,11 +461,10 @@ class FateParty(pulumi.ComponentResource):
         kube.apply(self._service(files.BOARD, ports), opts)
         return {
             # The Service admits only its own namespace; a port-forward arrives through the API server instead.
-            "portForward": f"kubectl -n {self.me.namespace} port-forward svc/{files.BOARD} "
-            f"{files.BOARD_PORT}:{files.BOARD_PORT}",
+            "portForward": f"kubectl -n {self.ns} port-forward svc/{files.BOARD} {files.BOARD_PORT}:{files.BOARD_PORT}",
             "username": board.username,
             # A command, not the password: a secret output would turn the whole federations output secret.
-            "password": f"kubectl -n {self.me.namespace} get secret fateboard-config "
+            "password": f"kubectl -n {self.ns} get secret fateboard-config "
             "-o jsonpath='{.data.application\\.properties}' | base64 -d | "
             "sed -n 's/^server.board.login.password=//p'",
         }
@@ -368,16 +526,16 @@ class FateParty(pulumi.ComponentResource):
         return {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": name, "namespace": self.me.namespace, "labels": self._labels(component)},
+            "metadata": {"name": name, "namespace": self.ns, "labels": self._labels(component)},
             "type": kind,
             "stringData": data,
         }
 
-    def _config_map(self, name: str, component: str, data: dict[str, str]) -> dict[str, Any]:
+    def _config_map(self, name: str, component: str, data: dict[str, pulumi.Input[str]]) -> dict[str, Any]:
         return {
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": {"name": name, "namespace": self.me.namespace, "labels": self._labels(component)},
+            "metadata": {"name": name, "namespace": self.ns, "labels": self._labels(component)},
             "data": data,
         }
 
@@ -439,7 +597,7 @@ class FateParty(pulumi.ComponentResource):
         return {
             "apiVersion": "apps/v1",
             "kind": "StatefulSet",
-            "metadata": {"name": files.FLOW, "namespace": self.me.namespace, "labels": labels},
+            "metadata": {"name": files.FLOW, "namespace": self.ns, "labels": labels},
             "spec": {
                 "replicas": 1,  # one sqlite writer
                 "serviceName": files.FLOW,
@@ -515,7 +673,7 @@ class FateParty(pulumi.ComponentResource):
         pod = self._pod(RABBITMQ_UID, [container], volumes)
         annotations = {CONFIG_HASH_ANNOTATION: config_hash}
         return kube.deployment(
-            files.RABBITMQ, self.me.namespace, labels, self._selector("rabbitmq"), pod, annotations, recreate=True
+            files.RABBITMQ, self.ns, labels, self._selector("rabbitmq"), pod, annotations, recreate=True
         )
 
     def _proxy_ports(self, parties: list[files.Party]) -> list[dict[str, Any]]:
@@ -529,6 +687,22 @@ class FateParty(pulumi.ComponentResource):
                 port = files.peer_amqp_port(i)
                 ports.append({"name": f"amqp-{i}", "port": port, "targetPort": port, "protocol": "TCP"})
         return ports
+
+    def _exchange_service(self) -> dict[str, Any]:
+        """The party's door for peers in other clusters: the proxy's two mTLS ports, nothing plain."""
+        ports = [
+            {"name": "https", "port": files.PROXY_TLS_PORT, "targetPort": files.PROXY_TLS_PORT, "protocol": "TCP"},
+            {"name": "amqps", "port": files.PROXY_AMQPS_PORT, "targetPort": files.PROXY_AMQPS_PORT, "protocol": "TCP"},
+        ]
+        return kube.exposed_service(
+            files.EXCHANGE,
+            self.ns,
+            self._labels("proxy"),
+            self._selector("proxy"),
+            ports,
+            self.config.exposure,
+            self._platform.load_balancer_annotations,
+        )
 
     def _proxy(self, config_hash: pulumi.Input[str]) -> dict[str, Any]:
         s = self.settings
@@ -559,7 +733,7 @@ class FateParty(pulumi.ComponentResource):
         labels = self._labels("proxy")
         pod = self._pod(NGINX_UID, [container], volumes)
         return kube.deployment(
-            files.PROXY, self.me.namespace, labels, self._selector("proxy"), pod, {CONFIG_HASH_ANNOTATION: config_hash}
+            files.PROXY, self.ns, labels, self._selector("proxy"), pod, {CONFIG_HASH_ANNOTATION: config_hash}
         )
 
     def _fateboard(self, config_hash: pulumi.Input[str]) -> dict[str, Any]:
@@ -595,7 +769,7 @@ class FateParty(pulumi.ComponentResource):
         pod = self._pod(BOARD_UID, [container], volumes)
         return kube.deployment(
             files.BOARD,
-            self.me.namespace,
+            self.ns,
             labels,
             self._selector(files.BOARD),
             pod,
@@ -609,7 +783,7 @@ class FateParty(pulumi.ComponentResource):
         return {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": {"name": name, "namespace": self.me.namespace, "labels": self._labels(name)},
+            "metadata": {"name": name, "namespace": self.ns, "labels": self._labels(name)},
             "spec": spec,
         }
 
@@ -631,7 +805,7 @@ class FateParty(pulumi.ComponentResource):
     def _policy(self, component: str, ingress: list[dict[str, Any]], egress: list[dict[str, Any]]) -> dict[str, Any]:
         return kube.network_policy(
             component,
-            self.me.namespace,
+            self.ns,
             self._selector(component),
             ingress=ingress,
             egress=egress,
@@ -694,14 +868,55 @@ class FateParty(pulumi.ComponentResource):
                     *from_verifier,
                     {"from": [rabbitmq], "ports": peer_links},
                     {"from": [self._peer_proxies()], "ports": tcp(files.PROXY_TLS_PORT, files.PROXY_AMQPS_PORT)},
+                    *self._other_stacks_in(),
                 ],
                 egress=[
                     {"to": [flow], "ports": tcp(files.FLOW_HTTP_PORT)},
                     {"to": [rabbitmq], "ports": tcp(files.AMQP_PORT)},
                     {"to": [self._peer_proxies()], "ports": tcp(files.PROXY_TLS_PORT, files.PROXY_AMQPS_PORT)},
+                    *self._other_stacks_out(),
                 ],
             ),
         ]
+
+    def _ip_blocks(self, cidrs: list[str]) -> list[dict[str, Any]]:
+        return [{"ipBlock": {"cidr": cidr}} for cidr in sorted(set(cidrs))]
+
+    def _other_stacks_in(self) -> list[dict[str, Any]]:
+        """Peers' proxies in other clusters, from their listed CIDRs only, to the exchange's two mTLS ports."""
+        if not self.peers.configs:
+            return []
+        sources = self._ip_blocks([cidr for peer in self.peers.configs for cidr in peer.cidrs])
+        return [{"from": sources, "ports": kube.tcp(files.PROXY_TLS_PORT, files.PROXY_AMQPS_PORT)}]
+
+    def _other_stacks_out(self) -> list[dict[str, Any]]:
+        """To peers' exchanges in other clusters: their listed CIDRs, on the ports their stacks export."""
+        if not self.peers.configs:
+            return []
+
+        def ports(remotes: list[fate_peers.Remote]) -> list[dict[str, Any]]:
+            # Until a peer has exported its ports, the ports every exchange listens on (never "any port").
+            found = {n for r in remotes for n in (r.party.https_port, r.party.amqps_port)}
+            return kube.tcp(*sorted(found or {files.PROXY_TLS_PORT, files.PROXY_AMQPS_PORT}))
+
+        exchanges = self._ip_blocks([cidr for peer in self.peers.configs for cidr in peer.destinations])
+        return [{"to": exchanges, "ports": self.peers.remotes.apply(ports)}]
+
+
+def _stack_ca_name(federation: str) -> str:
+    """The CA's common name in a cross-silo stack: the stack's own name, unique among the stacks that reference
+    each other; shortened with a digest when longer than a common name may be (64 characters)."""
+    stack = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
+    name = f"{federation} FATE CA {stack}"
+    if len(name) <= 64:
+        return name
+    return f"{name[:47]} {hashlib.sha256(stack.encode()).hexdigest()[:16]}"
+
+
+def _resolved(peers: fate_peers.Peers, remotes: list[fate_peers.Remote]) -> list[files.Party]:
+    """The roster's peers with the addresses their stacks exported; a peer not yet deployed stays unresolved."""
+    known = {remote.party.id: remote.party for remote in remotes}
+    return [known.get(party.id, party) for party in peers.roster]
 
 
 def _digest(*files: pulumi.Input[str]) -> pulumi.Output[str]:

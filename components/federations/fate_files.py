@@ -32,6 +32,7 @@ BOARD_PORT = 8080
 FLOW = "fateflow"
 RABBITMQ = "rabbitmq"
 PROXY = "proxy"
+EXCHANGE = "exchange"  # the proxy's mTLS ports, exposed to peers in other clusters (cross-silo)
 BOARD = "fateboard"
 RABBITMQ_USER = "fate"
 TLS_DIR = "/etc/flstack/tls"
@@ -40,13 +41,26 @@ TMP = "/tmp"  # nginx's pid and temp files (a writable emptyDir; the root filesy
 
 @dataclass(frozen=True)
 class Party:
+    """A party as the others see it: in this stack (its namespace) or in another (its exported exchange)."""
+
     id: int
-    namespace: str
+    namespace: str | None  # None: deployed by another stack, reached at `address`
+    address: str | None = None  # the exchange's public name or IP (another stack's party)
+    https_port: int = 0  # 0: the in-cluster ports (PROXY_TLS_PORT, PROXY_AMQPS_PORT)
+    amqps_port: int = 0
 
     @property
     def proxy_host(self) -> str:
         """The name peers dial, and the name this party's proxy certificate is checked against."""
-        return f"{PROXY}.{self.namespace}.svc.cluster.local"
+        return self.address or f"{PROXY}.{self.namespace}.svc.cluster.local"
+
+    @property
+    def control(self) -> str:
+        return f"{self.proxy_host}:{self.https_port or PROXY_TLS_PORT}"
+
+    @property
+    def data(self) -> str:
+        return f"{self.proxy_host}:{self.amqps_port or PROXY_AMQPS_PORT}"
 
 
 def peer_amqp_port(index: int) -> int:
@@ -149,14 +163,15 @@ _TLS_SERVER = f"""\
 
 def nginx_conf(me: Party, parties: Sequence[Party]) -> str:
     """The party proxy: HTTP routing on `dest-party-id` and AMQP links, everything across parties over mTLS."""
-    peers = [(i, p) for i, p in enumerate(parties) if p.id != me.id]
-    upstreams = "\n".join(f"    upstream party_{p.id} {{ server {p.proxy_host}:{PROXY_TLS_PORT}; }}" for _, p in peers)
+    # A peer of another stack whose outputs are not there yet has no address: no route to it yet.
+    peers = [(i, p) for i, p in enumerate(parties) if p.id != me.id and (p.namespace or p.address)]
+    upstreams = "\n".join(f"    upstream party_{p.id} {{ server {p.control}; }}" for _, p in peers)
     routes = "\n".join(f'        "{p.id}" https://party_{p.id};' for _, p in peers)
     names = "\n".join(f'        "{p.id}" {p.proxy_host};' for _, p in peers)
     links = "\n".join(
         f"""    server {{  # own broker -> party {p.id}'s broker
         listen {peer_amqp_port(i)};
-        proxy_pass {p.proxy_host}:{PROXY_AMQPS_PORT};
+        proxy_pass {p.data};
         proxy_ssl on;
         proxy_ssl_name {p.proxy_host};
 {_TLS_CLIENT}
@@ -164,8 +179,10 @@ def nginx_conf(me: Party, parties: Sequence[Party]) -> str:
         for i, p in peers
     )
     tmp = TMP
+    unknown = [str(p.id) for p in parties if not (p.namespace or p.address)]
+    pending = f"\n# Not deployed yet (no route until the next update): {', '.join(unknown)}." if unknown else ""
     return f"""\
-# Rendered by flstack: the proxy of FATE party {me.id}. Parties: {", ".join(str(p.id) for p in parties)}.
+# Rendered by flstack: the proxy of FATE party {me.id}. Parties: {", ".join(str(p.id) for p in parties)}.{pending}
 worker_processes 1;
 pid {tmp}/nginx.pid;
 error_log stderr notice;

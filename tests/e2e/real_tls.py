@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 from typing import Any
 
 from cryptography import x509
@@ -17,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pulumi.runtime import mocks
 
-from tools.mock_runtime import OfflineMocks, plain
+from tools.mock_runtime import OfflineMocks, Synthesizer, plain
 
 CURVES: dict[str, type[ec.EllipticCurve]] = {
     "P224": ec.SECP224R1,
@@ -138,12 +139,26 @@ def locally_signed_cert(args: mocks.MockResourceArgs) -> dict[str, Any]:
     return {"certPem": builder.sign(ca_key, hashes.SHA256()).public_bytes(PEM).decode()}
 
 
-def mocks_with_real_tls() -> OfflineMocks:
-    return OfflineMocks(
-        synthesizers={
-            "tls:index/privateKey:PrivateKey": private_key,
-            "tls:index/selfSignedCert:SelfSignedCert": self_signed_cert,
-            "tls:index/certRequest:CertRequest": cert_request,
-            "tls:index/locallySignedCert:LocallySignedCert": locally_signed_cert,
-        }
-    )
+def _kept(synthesize: Synthesizer, state: dict[str, dict[str, Any]]) -> Synthesizer:
+    """As Pulumi's state keeps a resource: the same name and inputs give the outputs of the last run."""
+
+    def keep(args: mocks.MockResourceArgs) -> dict[str, Any]:
+        key = f"{args.typ}::{args.name}::{json.dumps(plain(args.inputs, reveal=True), sort_keys=True)}"
+        if key not in state:
+            state[key] = synthesize(args)
+        return state[key]
+
+    return keep
+
+
+def mocks_with_real_tls(state: dict[str, dict[str, Any]] | None = None) -> OfflineMocks:
+    """`state`: one stack's certificates across its renders (its `pulumi up`s): kept, not made anew."""
+    synthesizers: dict[str, Synthesizer] = {
+        "tls:index/privateKey:PrivateKey": private_key,
+        "tls:index/selfSignedCert:SelfSignedCert": self_signed_cert,
+        "tls:index/certRequest:CertRequest": cert_request,
+        "tls:index/locallySignedCert:LocallySignedCert": locally_signed_cert,
+    }
+    if state is not None:
+        synthesizers = {typ: _kept(synthesize, state) for typ, synthesize in synthesizers.items()}
+    return OfflineMocks(synthesizers=synthesizers)

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -358,8 +358,15 @@ def start_parties(
     return flow_envs
 
 
-def assert_traffic_went_through_the_mtls_links(procs: Processes, parties: list[fate_files.Party]) -> None:
-    """Each proxy's log: control calls and AMQP links from the other party arrived with its client certificate."""
+def assert_traffic_went_through_the_mtls_links(
+    procs: Processes,
+    parties: list[fate_files.Party],
+    link_port: Callable[[fate_files.Party, fate_files.Party], int] | None = None,
+) -> None:
+    """Each proxy's log: control calls and AMQP links from the other party arrived with its client certificate.
+
+    `link_port(me, peer)`: the local port `me`'s broker dials for `peer` (default: the peer's position in one
+    stack's party list)."""
     for party in parties:
         log = (procs.log_dir / f"proxy-{party.id}.log").read_text()
         for peer in (p for p in parties if p.id != party.id):
@@ -377,6 +384,6 @@ def assert_traffic_went_through_the_mtls_links(procs: Processes, parties: list[f
             # And this party's own calls and broker link to the peer left over TLS, to the peer proxy's ports.
             out = [line for line in log.splitlines() if f"dest={peer.id}" in line]
             assert out and all(f":{fate_files.PROXY_TLS_PORT} " in line for line in out), log
-            port = fate_files.peer_amqp_port(parties.index(peer))
+            port = link_port(party, peer) if link_port else fate_files.peer_amqp_port(parties.index(peer))
             link = rf"\S+ {port} 200 \d+ [1-9]\d* .* upstream=\S+:{fate_files.PROXY_AMQPS_PORT} "
             assert re.search(link, log), f"no broker link from party {party.id} to {peer.id}:\n{log}"
