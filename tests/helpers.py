@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -11,6 +12,7 @@ import pulumi
 
 from components.federations import kubeflow_checks
 from tools import render as render_tool
+from tools.mock_runtime import StackOutputs
 from tools.stack_files import StackFiles
 
 
@@ -30,10 +32,41 @@ def render(
     return render_tool.render_config(files(config, **kwargs), mock, preview)
 
 
+# Shipped stacks that other shipped stacks reference (cross-silo), by the name the references use.
+LINKED_STACKS = {f"fl-consortium/flstack/{stack}": stack for stack in ("fate-silo-a", "fate-silo-b")}
+
+
+@functools.cache
+def linked_renderings() -> dict[str, render_tool.Rendering]:
+    """Each linked stack as after its first `pulumi up`, when the stacks it links to had deployed nothing yet
+    (so mutual links need no order here), by the name references use."""
+    before_any = {name: StackOutputs({}) for name in LINKED_STACKS}
+    return {name: render_tool.render(stack, stack_outputs=before_any) for name, stack in LINKED_STACKS.items()}
+
+
+def linked_stack_outputs() -> dict[str, StackOutputs]:
+    """What a shipped stack's StackReferences read."""
+    return {name: rendering.stack_outputs() for name, rendering in linked_renderings().items()}
+
+
+def linked_stack_outputs_args(directory: Path) -> list[str]:
+    """The same for `python -m tools.render`: each linked render written to `directory`, one flag per stack."""
+    args = []
+    for name, rendering in linked_renderings().items():
+        rendering.write(directory / rendering.stack)
+        args += ["--stack-outputs", f"{name}={directory / rendering.stack}"]
+    return args
+
+
+def render_shipped(stack: str, preview: bool = False) -> render_tool.Rendering:
+    """A shipped stack, its references answered by linked_stack_outputs()."""
+    return render_tool.render(stack, preview=preview, stack_outputs=linked_stack_outputs())
+
+
 @functools.cache
 def render_stack(stack: str) -> render_tool.Rendering:
     """Shipped stacks render once per test session."""
-    return render_tool.render(stack)
+    return render_shipped(stack)
 
 
 MINIKUBE: dict[str, Any] = {"kind": "minikube", "minikube": {"profile": "t", "kubernetesVersion": "1.34.0"}}

@@ -26,6 +26,8 @@ from components.config.model import (
     DNS_LABEL_HELP,
     QUANTITY,
     QUANTITY_HELP,
+    STACK_NAME,
+    STACK_NAME_HELP,
     Egress,
     Exposure,
     Resources,
@@ -33,7 +35,6 @@ from components.config.model import (
     open_cidrs,
 )
 from components.config.schema import rule
-from components.stack_refs import STACK_NAME_PATTERN
 
 from . import fate_files as files
 from . import fate_peers
@@ -89,7 +90,7 @@ class FatePeerConfig:
     endpoint and CA certificate from that stack's outputs, and admits and dials only its `cidrs`."""
 
     party_id: int = rule(min=1, max=PARTY_ID_MAX)
-    stack: str = rule(pattern=STACK_NAME_PATTERN, pattern_help="a stack name ORG/PROJECT/STACK")
+    stack: str = rule(pattern=STACK_NAME, pattern_help=STACK_NAME_HELP)
     # The federation's name in that stack (default: this federation's name).
     federation: str | None = rule(None, pattern=DNS_LABEL, pattern_help=DNS_LABEL_HELP)
     # Where the peer's proxy connects from: the only sources this party's proxy admits from outside the

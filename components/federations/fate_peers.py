@@ -53,17 +53,16 @@ def read(federation: str, configs: Sequence[FatePeerConfig], own_ids: Sequence[i
     roster = [files.Party(peer.party_id, None) for peer in configs]
     if not configs:
         return Peers(configs, roster, pulumi.Output.from_input([]))
-    exported = [
-        _federation_outputs(peer.stack, peer.federation or federation, peer_key(federation, i))
-        for i, peer in enumerate(configs)
-    ]
+    exported = [_federation_outputs(peer.stack, peer.federation or federation) for peer in configs]
     remotes = pulumi.Output.all(*exported).apply(lambda found: _remotes(federation, configs, own_ids, found))
     return Peers(configs, roster, remotes)
 
 
-def _federation_outputs(stack: str, federation: str, key: str) -> pulumi.Output[Any]:
-    """The peer stack's `federations.<federation>` output, or None when that stack has not exported it yet."""
-    return stack_refs.stack_output_or_none(stack, "federations", federation, key=key)
+def _federation_outputs(stack: str, federation: str) -> pulumi.Output[Any]:
+    """The peer stack's `federations.<federation>` output, or None when that stack has not exported it yet (its
+    first `up` has not run): then this stack comes up without the peer, where stack_output would stop it."""
+    exported = stack_refs.reference(stack).get_output("federations")
+    return exported.apply(lambda federations: federations.get(federation) if isinstance(federations, dict) else None)
 
 
 def _remotes(

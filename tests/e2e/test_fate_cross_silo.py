@@ -35,7 +35,7 @@ from tests.e2e.test_fate_federation import (
     start_parties,
     stop_brokers,
 )
-from tests.federations.silos import FATE_SILOS, everything, private_keys, render_silo
+from tests.federations.silos import FATE_SILOS, NOT_DEPLOYED, everything, private_keys, render_silo
 from tools.render import Rendering
 
 pytestmark = [
@@ -87,9 +87,9 @@ def link_port(renderings: dict[int, Rendering], me: fate_files.Party, peer: fate
 def up_in_order() -> tuple[Rendering, Rendering, dict[str, Any]]:
     """The README's order: A up (B not deployed yet: no route to it), B up (reads A), A up again (reads B)."""
     states: dict[str, dict[str, Any]] = {A: {}, B: {}}
-    first_a = render_silo(A, {B: {}}, mocks_with_real_tls(states[A]))
-    b = render_silo(B, {A: first_a.outputs(reveal=True)}, mocks_with_real_tls(states[B]))
-    a = render_silo(A, {B: b.outputs(reveal=True)}, mocks_with_real_tls(states[A]))
+    first_a = render_silo(A, {B: NOT_DEPLOYED}, mocks_with_real_tls(states[A]))
+    b = render_silo(B, {A: first_a.stack_outputs()}, mocks_with_real_tls(states[B]))
+    a = render_silo(A, {B: b.stack_outputs()}, mocks_with_real_tls(states[A]))
     return a, b, {"first_a": first_a}
 
 

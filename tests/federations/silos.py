@@ -4,30 +4,28 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
 
 import pulumi
 
+from tests.helpers import LINKED_STACKS
 from tools import render as render_tool
-from tools.mock_runtime import OfflineMocks, plain
+from tools.mock_runtime import StackOutputs, plain
 
 FATE_SILOS = ("fate-silo-a", "fate-silo-b")
 # The name each stack has for the other (its peers[].stack).
-REFERENCES = {stack: f"fl-consortium/flstack/{stack}" for stack in FATE_SILOS}
+REFERENCES = {stack: name for name, stack in LINKED_STACKS.items() if stack in FATE_SILOS}
 PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----\n(.+?)\n-----END [A-Z ]*PRIVATE KEY-----", re.S)
 
 
 def render_silo(
-    stack: str, peer_outputs: dict[str, dict[str, Any]], mock: pulumi.runtime.Mocks | None = None
+    stack: str, peer_outputs: dict[str, StackOutputs], mock: pulumi.runtime.Mocks | None = None
 ) -> render_tool.Rendering:
-    """`stack` rendered with `peer_outputs` (shipped stack name -> its outputs; {} = not deployed yet)."""
+    """`stack` rendered with its peers' outputs (shipped stack name -> what its StackReference reads)."""
     by_reference = {REFERENCES[peer]: outputs for peer, outputs in peer_outputs.items()}
-    mocks = mock if isinstance(mock, OfflineMocks) else OfflineMocks()
-    mocks.synthesizers["pulumi:pulumi:StackReference"] = lambda a: {
-        "outputs": by_reference[a.inputs["name"]],
-        "secretOutputNames": [],
-    }
-    return render_tool.render(stack, mocks)
+    return render_tool.render(stack, mock, stack_outputs=by_reference)
+
+
+NOT_DEPLOYED = StackOutputs({})  # a stack that exists but has not run `pulumi up` yet: no outputs
 
 
 def _flat(text: str) -> str:

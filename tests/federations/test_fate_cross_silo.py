@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 from typing import Any
 
+import pulumi
 import pytest
 import yaml
 
 from components.config import ConfigError, parse
-from components.federations import fate_files
+from components.federations import fate_files, fate_peers
 from tests.e2e.real_tls import mocks_with_real_tls
-from tests.federations.silos import FATE_SILOS, REFERENCES, everything, private_keys, render_silo
+from tests.federations.silos import FATE_SILOS, NOT_DEPLOYED, REFERENCES, everything, private_keys, render_silo
 from tests.helpers import EXISTING, MINIKUBE, schema_errors
+from tests.tools.test_render import run_cli
 from tools.render import Rendering
 from tools.stack_files import ROOT
 
@@ -24,18 +28,18 @@ EXPOSED = {"type": "LoadBalancer", "hostnames": ["fate-9999.example.org"], "sour
 @pytest.fixture(scope="module")
 def first_a() -> Rendering:
     """Stack A's first `up`: B has deployed nothing yet."""
-    return render_silo(A, {B: {}})
+    return render_silo(A, {B: NOT_DEPLOYED})
 
 
 @pytest.fixture(scope="module")
 def b(first_a: Rendering) -> Rendering:
-    return render_silo(B, {A: first_a.outputs(reveal=True)})
+    return render_silo(B, {A: first_a.stack_outputs()})
 
 
 @pytest.fixture(scope="module")
 def a(b: Rendering) -> Rendering:
     """Stack A's second `up`, after B's."""
-    return render_silo(A, {B: b.outputs(reveal=True)})
+    return render_silo(A, {B: b.stack_outputs()})
 
 
 def nginx(rendering: Rendering, ns: str) -> str:
@@ -54,7 +58,10 @@ KEY = "flstack:federations[0].fate."
 BAD = [
     (fed(peers=[{**PEER, "partyId": 9999}]), KEY + "peers[0].partyId: 9999 is parties[0].id, deployed by this stack"),
     (fed(peers=[PEER, {**PEER, "stack": "org/flstack/c"}]), KEY + "peers[1].partyId: 10000 is already peers[0]"),
-    (fed(peers=[{**PEER, "stack": "b"}]), KEY + "peers[0].stack: expected a stack name ORG/PROJECT/STACK"),
+    (
+        fed(peers=[{**PEER, "stack": "b"}]),
+        KEY + "peers[0].stack: expected a fully qualified stack name ORG/PROJECT/STACK",
+    ),
     (fed(peers=[{**PEER, "cidrs": []}]), KEY + "peers[0].cidrs: required"),
     (fed(peers=[{**PEER, "cidrs": ["0.0.0.0/0"]}]), KEY + "peers[0].cidrs[0]: '0.0.0.0/0' means every address"),
     (fed({"id": 9999}, peers=[PEER]), KEY + "parties[0].exposure.type: 'LoadBalancer' required with peers"),
@@ -135,9 +142,9 @@ def test_each_proxy_routes_to_the_peers_exported_exchange_over_mtls(a: Rendering
 
 def test_each_proxy_trusts_its_own_ca_and_the_peers_and_serves_its_public_name() -> None:
     states: dict[str, dict[str, Any]] = {A: {}, B: {}}
-    first_a = render_silo(A, {B: {}}, mocks_with_real_tls(states[A]))
-    b = render_silo(B, {A: first_a.outputs(reveal=True)}, mocks_with_real_tls(states[B]))
-    a = render_silo(A, {B: b.outputs(reveal=True)}, mocks_with_real_tls(states[A]))
+    first_a = render_silo(A, {B: NOT_DEPLOYED}, mocks_with_real_tls(states[A]))
+    b = render_silo(B, {A: first_a.stack_outputs()}, mocks_with_real_tls(states[B]))
+    a = render_silo(A, {B: b.stack_outputs()}, mocks_with_real_tls(states[A]))
     ca = {s: r.outputs(reveal=True)["federations"]["fate"]["caCertificate"] for s, r in ((A, a), (B, b))}
     assert ca[A] != ca[B]
     for rendering, ns, own, peer in ((a, "fate-9999", A, B), (b, "fate-10000", B, A)):
@@ -152,9 +159,9 @@ def test_each_proxy_trusts_its_own_ca_and_the_peers_and_serves_its_public_name()
 
 def test_no_private_key_leaves_the_stack_that_owns_it() -> None:
     """Real keys (pulumi-tls emulated): none of A's appears anywhere in B's render, and none of B's in A's."""
-    first_a = render_silo(A, {B: {}}, mocks_with_real_tls())
-    b = render_silo(B, {A: first_a.outputs(reveal=True)}, mocks_with_real_tls())
-    a = render_silo(A, {B: b.outputs(reveal=True)}, mocks_with_real_tls())
+    first_a = render_silo(A, {B: NOT_DEPLOYED}, mocks_with_real_tls())
+    b = render_silo(B, {A: first_a.stack_outputs()}, mocks_with_real_tls())
+    a = render_silo(A, {B: b.stack_outputs()}, mocks_with_real_tls())
     for mine, other in ((a, b), (b, a)):
         keys = private_keys(mine)
         assert len(keys) == 2  # the CA's and the proxy's
@@ -186,31 +193,42 @@ def test_both_stacks_render_schema_valid_and_identical_twice(a: Rendering, b: Re
     for rendering, version in ((a, "1.35.0"), (b, "1.33.0")):
         errors = [e for o in rendering.manifests() for e in schema_errors(o, version)]
         assert not errors, errors
-    assert render_silo(B, {A: render_silo(A, {B: {}}).outputs(reveal=True)}).manifests() == b.manifests()
+    assert render_silo(B, {A: render_silo(A, {B: NOT_DEPLOYED}).stack_outputs()}).manifests() == b.manifests()
 
 
-def test_a_party_id_both_stacks_deploy_is_refused(b: Rendering) -> None:
+def test_a_party_id_both_stacks_deploy_is_refused_by_the_render_cli(b: Rendering, tmp_path: Path) -> None:
+    """B's outputs claim party 9999 too: A's render (its own process, as a user runs it) stops, naming the key."""
     outputs = b.outputs(reveal=True)
-    parties = outputs["federations"]["fate"]["parties"]
-    clash = {**outputs, "federations": {"fate": {**outputs["federations"]["fate"], "parties": {**parties, "9999": {}}}}}
-    with pytest.raises(
-        Exception,
-        match=r"flstack:federations\[0\]\.fate\.peers\[0\]\.stack: stack "
-        r"fl-consortium/flstack/fate-silo-b also deploys party 9999, which this stack deploys",
-    ):
-        render_silo(A, {B: clash})
+    fate = outputs["federations"]["fate"]
+    clash = {**outputs, "federations": {"fate": {**fate, "parties": {**fate["parties"], "9999": {}}}}}
+    saved = tmp_path / "b.json"  # as `pulumi stack output --json --show-secrets` saves it
+    saved.write_text(json.dumps(clash))
+    done = run_cli(A, "--out", str(tmp_path / "a"), "--stack-outputs", f"{REFERENCES[B]}={saved}")
+    assert done.returncode == 1
+    assert (
+        "flstack:federations[0].fate.peers[0].stack: stack fl-consortium/flstack/fate-silo-b also deploys party "
+        "9999, which this stack deploys: each party id belongs to exactly one stack"
+    ) in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def peer_outputs(b: Rendering, **party: Any) -> list[Any]:
+    fate = b.outputs(reveal=True)["federations"]["fate"]
+    return [{**fate, "parties": {"10000": {**fate["parties"]["10000"], **party}}}]
 
 
 def test_a_peer_that_does_not_expose_its_party_is_a_clear_error(b: Rendering) -> None:
-    outputs = b.outputs(reveal=True)
-    fate = outputs["federations"]["fate"]
-    hidden = {"10000": {k: v for k, v in fate["parties"]["10000"].items() if k != "exchange"}}
-    with pytest.raises(
-        Exception,
-        match=r"peers\[0\]\.stack: stack fl-consortium/flstack/fate-silo-b, output "
-        r"federations\.fate\.parties\.10000\.exchange is missing",
-    ):
-        render_silo(A, {B: {**outputs, "federations": {"fate": {**fate, "parties": hidden}}}})
+    config = parse(fed(peers=[{**PEER, "stack": REFERENCES[B]}])).federations[0].settings
+    with pytest.raises(pulumi.RunError) as failure:
+        fate_peers._remotes("fate", config.peers, [9999], peer_outputs(b, exchange=None))
+    assert str(failure.value) == (
+        "flstack:federations[0].fate.peers[0].stack: stack fl-consortium/flstack/fate-silo-b, output "
+        "federations.fate.parties.10000.exchange is missing: that stack must expose the party "
+        "(fate.parties[].exposure with type LoadBalancer and hostnames) and list this stack's party as a peer"
+    )
+    assert fate_peers._remotes("fate", config.peers, [9999], peer_outputs(b))[0].party.control == (
+        "fate-10000.silo-b.example.net:9443"
+    )
 
 
 def test_each_shipped_stack_references_the_other_by_the_name_the_tests_give_it() -> None:

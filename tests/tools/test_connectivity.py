@@ -37,14 +37,21 @@ def _coordinator(output_key: str, dials: Callable[[netpol.Pod, str], bool]) -> C
 
 
 def _fate(cluster: netpol.Cluster, name: str, outputs: dict[str, Any]) -> list[Dial]:
-    """Each party's proxy dials every other party's proxy Service (the only cross-party link)."""
+    """Each party's proxy dials every other party's proxy Service (the only cross-party link), and the exchange
+    of every peer in another stack, at an address of its listed network, on the exchange's two ports."""
     proxies = [p for p in cluster.pods if _component(p, name) == "proxy"]
+    outside = [
+        f"{ipaddress.ip_network(cidr).network_address}:{port}"
+        for peer in outputs.get("peerConfigs", [])
+        for cidr in peer.get("exchangeCidrs") or peer["cidrs"]
+        for port in (9443, 5671)
+    ]
     return [
         (proxy, party["proxy"])
         for party_id, party in outputs["parties"].items()
         for proxy in proxies
         if proxy.labels.get(FATE_PARTY) != party_id
-    ]
+    ] + [(proxy, address) for proxy in proxies for address in outside]
 
 
 def _fltk(cluster: netpol.Cluster, name: str, outputs: dict[str, Any]) -> list[Dial]:
@@ -133,7 +140,10 @@ def test_each_federations_clients_reach_its_coordinator_by_service_name(stack: s
     cluster, outputs, federations = _stack(stack)
     checked = 0
     for federation in federations:
-        dials = CLIENTS[federation["framework"]](cluster, federation["name"], outputs[federation["name"]])
+        exported = outputs[federation["name"]]
+        if federation["framework"] == "fate":  # peers in other stacks: only the config says where they are
+            exported = {**exported, "peerConfigs": federation["fate"].get("peers", [])}
+        dials = CLIENTS[federation["framework"]](cluster, federation["name"], exported)
         assert dials, f"{federation['name']}: no client pods"
         for pod, address in dials:
             host, _, port = address.rpartition(":")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pulumi.runtime import mocks
 
-from tests.helpers import EKS, MINIKUBE, render
+from tests.helpers import EKS, MINIKUBE, render, render_shipped
 from tests.tools.test_render import run_cli
 from tools import render as render_tool
 from tools import stack_files
@@ -25,9 +25,9 @@ def registered(rendering: render_tool.Rendering) -> list[tuple[str, str]]:
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_stack_previews_and_registers_what_up_registers(stack: str) -> None:
     """A resource registered only once an output is known (inside an apply) would be missing here."""
-    preview = render_tool.render(stack, preview=True)
+    preview = render_shipped(stack, preview=True)
     assert preview.recording.preview
-    assert registered(preview) == registered(render_tool.render(stack))
+    assert registered(preview) == registered(render_shipped(stack))
 
 
 def args(typ: str, name: str, **inputs: Any) -> mocks.MockResourceArgs:
