@@ -45,8 +45,8 @@ class ServerCertificate:
     def __init__(
         self, ca: CertificateAuthority, name: str, common_name: str, hosts: Sequence[str], client_auth: bool = False
     ) -> None:
-        ips = [h for h in hosts if _is_ip(h)]
-        dns = [h for h in hosts if not _is_ip(h)]
+        ips = [h for h in hosts if is_ip(h)]
+        dns = [h for h in hosts if not is_ip(h)]
         self.key = tls.PrivateKey(f"{name}-key", algorithm="ECDSA", ecdsa_curve="P384", opts=ca.opts)
         request = tls.CertRequest(
             f"{name}-csr",
@@ -73,7 +73,7 @@ class ServerCertificate:
         )
 
 
-def _is_ip(host: str) -> bool:
+def is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
     except ValueError:

@@ -230,7 +230,13 @@ class FateSettings:
             if not exposure.hostnames:
                 yield (
                     f"parties[{i}].exposure.hostnames",
-                    "required with peers: the DNS name or IP peers dial (it goes into the proxy's certificate)",
+                    "required with peers: the DNS name peers dial (it goes into the proxy's certificate)",
+                )
+            elif pki.is_ip(exposure.hostnames[0]):
+                yield (
+                    f"parties[{i}].exposure.hostnames[0]",
+                    f"{exposure.hostnames[0]!r} is an IP address: peers' proxies (nginx) check this party's "
+                    "certificate by DNS name only; give the DNS name of the load balancer's address",
                 )
             ranges = [ipaddress.ip_network(r, strict=False) for r in exposure.source_ranges if is_cidr(r)]
             for p, j, cidr in cidrs:

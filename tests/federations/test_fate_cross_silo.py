@@ -73,6 +73,10 @@ BAD = [
         fed({"id": 9999, "exposure": {**EXPOSED, "sourceRanges": ["192.0.2.0/24"]}}, peers=[PEER]),
         KEY + "parties[0].exposure.sourceRanges: does not admit peers[0].cidrs[0] (198.51.100.0/24)",
     ),
+    (
+        fed({"id": 9999, "exposure": {**EXPOSED, "hostnames": ["198.51.100.10"]}}, peers=[PEER]),
+        KEY + "parties[0].exposure.hostnames[0]: '198.51.100.10' is an IP address",
+    ),
     (fed({"id": 9999, "exposure": EXPOSED}, {"id": 9998}), KEY + "parties[0].exposure.type: only used with peers"),
     (
         {**fed(peers=[PEER]), "federations": [{**fed(peers=[PEER])["federations"][0], "verify": True}]},
