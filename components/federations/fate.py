@@ -479,7 +479,7 @@ class FateParty(pulumi.ComponentResource):
     def verification(self, parties: list[files.Party], workloads: Sequence[pulumi.Resource]) -> pulumi.Output[str]:
         """The toy example between this (initiating) party and every other, as a Job `pulumi up` awaits; returns
         the command that reads its log."""
-        ns = self.me.namespace
+        ns = self.ns
         script = checks.script(VERIFY_SCRIPT.removesuffix(".py"))
         opts = self._platform.opts(self, depends_on=self.policies)
         files_map = self._config_map("fate-verify", "verify", {VERIFY_SCRIPT: script})
@@ -845,7 +845,7 @@ class FateParty(pulumi.ComponentResource):
                 {"to": [flow], "ports": tcp(files.FLOW_HTTP_PORT)},
                 {"to": [proxy], "ports": tcp(files.PROXY_HTTP_PORT)},
             ]
-            ns = self.me.namespace
+            ns = self.ns
             verifier = [kube.network_policy("verify", ns, kube.selector(job), ingress=[], egress=egress, labels=job)]
             from_verifier = [{"from": [verify.peer("fate", self.federation)], "ports": tcp(files.PROXY_HTTP_PORT)}]
         return [
