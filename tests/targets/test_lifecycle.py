@@ -121,13 +121,19 @@ def test_workloads_wait_for_what_they_mount(stack: str) -> None:
     """Created in one `up` with no order, a pod could start before its Secret, ConfigMap or ServiceAccount."""
     rendering = render_stack(stack)
     rows = {r["name"]: r for r in rendering.resources() if r["type"].startswith("kubernetes:")}
+    # A workload's resource by its object: a verification Job's name is a digest, its resource name stable.
+    by_object = {
+        (r["inputs"]["kind"], r["inputs"]["metadata"].get("namespace"), r["inputs"]["metadata"]["name"]): r
+        for r in rows.values()
+        if "kind" in r["inputs"]
+    }
     checked = 0
     for obj in rendering.manifests():
         if obj["kind"] not in WORKLOADS:
             continue
         meta = obj["metadata"]
         pod = obj["spec"] if obj["kind"] == "Pod" else obj["spec"]["template"]["spec"]
-        needs = rows[f"{obj['kind'].lower()}:{meta['namespace']}/{meta['name']}"]["options"]["dependsOn"]
+        needs = by_object[(obj["kind"], meta["namespace"], meta["name"])]["options"]["dependsOn"]
         for kind, name in mounted(pod):
             logical = f"{kind.lower()}:{meta['namespace']}/{name}"
             if logical in rows:  # created by this stack (not e.g. the default ServiceAccount)
