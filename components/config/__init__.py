@@ -63,10 +63,16 @@ def _verify_defaults(stack: StackConfig) -> StackConfig:
     local minikube target) and the framework has a verification Job."""
     default = registry.verifies_by_default(stack.target.kind)
     federations = [
-        fed if fed.verify is not None else dataclasses.replace(fed, verify=default and registry.verifies(fed.framework))
+        fed if fed.verify is not None else dataclasses.replace(fed, verify=default and _can_verify(fed))
         for fed in stack.federations
     ]
     return dataclasses.replace(stack, federations=federations)
+
+
+def _can_verify(fed: FederationConfig) -> bool:
+    """The framework has a verification Job and these settings do not rule it out (`verify_refusal`)."""
+    refusal = getattr(fed.settings, "verify_refusal", None)
+    return registry.verifies(fed.framework) and not (callable(refusal) and refusal())
 
 
 def load() -> StackConfig:

@@ -150,6 +150,15 @@ class FedmlSettings:
     def shared_storage_claims(self) -> list[tuple[str, str]]:
         return [("sharedData.size", self.shared_data.size)] if self.shared_data is not None else []
 
+    def verify_refusal(self) -> str | None:
+        """Why `verify` cannot be on (None: it can)."""
+        if self.mode == "agents":
+            return (
+                "not with mode 'agents': the hosted platform runs the jobs and flstack cannot see which agents "
+                "took part; remove the key or set it to false"
+            )
+        return None
+
     def check(self) -> Iterator[tuple[str, str]]:
         if self.exposure.type != "ClusterIP":
             yield (

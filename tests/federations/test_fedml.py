@@ -97,6 +97,18 @@ def test_bad_agent_settings_are_keyed_errors() -> None:
     assert f"{PREFIX}.image: only used with mode 'crossSilo' (mode is 'agents')" in str(err.value)
 
 
+def test_agents_refuse_verification_and_do_not_get_it_by_default() -> None:
+    config = agents()
+    config["federations"][0]["verify"] = True
+    with pytest.raises(ConfigError) as err:
+        render(config, secret_keys={"flstack:federations"})
+    assert "flstack:federations[0].verify: not with mode 'agents'" in str(err.value)
+    # Unset on minikube (where verification is on by default) it is simply off: no Job, no log output.
+    rendering = render_agents()
+    assert not [o for o in rendering.manifests() if o["kind"] == "Job"]
+    assert "verificationLog" not in rendering.outputs()["federations"]["fl"]
+
+
 @pytest.mark.parametrize(
     "config",
     [
