@@ -11,6 +11,7 @@ import kubernetes_validate
 import pulumi
 
 from components.federations import kubeflow_checks
+from tools import linked, stack_files
 from tools import render as render_tool
 from tools.mock_runtime import StackOutputs
 from tools.stack_files import StackFiles
@@ -59,7 +60,10 @@ def linked_stack_outputs_args(directory: Path) -> list[str]:
 
 
 def render_shipped(stack: str, preview: bool = False) -> render_tool.Rendering:
-    """A shipped stack, its references answered by linked_stack_outputs()."""
+    """A shipped stack, its references answered by linked_stack_outputs(); Flower's hub and participant
+    (tools/stack_files.py REFERENCED_STACKS) through tools/linked.py, in the order of their `pulumi up`s."""
+    if linked.references(stack_files.load(stack)):
+        return linked.render(stack, preview=preview)
     return render_tool.render(stack, preview=preview, stack_outputs=linked_stack_outputs())
 
 

@@ -228,10 +228,22 @@ def main(argv: list[str] | None = None) -> int:
         help="outputs of a stack this one references: its render directory, or `pulumi stack output --json "
         "--show-secrets` saved to a file (repeatable)",
     )
+    parser.add_argument(
+        "--linked",
+        action="store_true",
+        help="render the shipped stacks this one references first and use their outputs (tools/stack_files.py "
+        "REFERENCED_STACKS), instead of --stack-outputs",
+    )
     args = parser.parse_args(argv)
     out = args.out or stack_files.ROOT / "render" / (f"{args.stack}.preview" if args.preview else args.stack)
     try:
-        rendering = render(args.stack, preview=args.preview, stack_outputs=parse_stack_outputs(args.stack_outputs))
+        if args.linked:
+            from tools import linked
+
+            rendering = linked.render(args.stack, preview=args.preview)
+        else:
+            given = parse_stack_outputs(args.stack_outputs)
+            rendering = render(args.stack, preview=args.preview, stack_outputs=given)
     except (
         stack_files.StackNotFoundError,
         ConfigError,

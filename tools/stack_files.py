@@ -12,6 +12,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 SECRET_PLACEHOLDER = "[secret {key}]"
 
+# Shipped stacks that read each other (pulumi.StackReference): the referenced ORG/PROJECT/STACK -> the shipped
+# stack whose offline render stands in for it (tools/linked.py renders it first and passes its outputs).
+REFERENCED_STACKS: dict[str, str] = {
+    "hub-org/flstack/eks-flower-hub": "eks-flower-hub",
+    "lab-org/flstack/onprem-flower-site": "onprem-flower-site",
+}
+
 
 class StackNotFoundError(Exception):
     pass

@@ -32,6 +32,8 @@ from components.config.model import (
     open_cidrs,
 )
 from components.config.schema import rule
+from components.federations import flower_silo
+from components.federations.flower_silo import FlowerJoin, FlowerParticipant
 
 UID = 49999  # the `app` user of the flwr images
 PORT = 8000  # one HTTP(S) port for the Fleet, Control and Runtime APIs since Flower 1.40
@@ -100,6 +102,12 @@ class FlowerSettings:
     # Where ClientApps and ServerApps may connect besides the SuperLink and DNS (default: nowhere).
     egress: Egress = field(default_factory=Egress)
     shared_data: SharedData | None = None
+    # Cross-silo (components/federations/flower_silo.py): SuperNodes only, joining another stack's SuperLink...
+    join: FlowerJoin | None = None
+    # ... or, on the hub, the participant stacks whose SuperNodes it admits and registers.
+    participants: list[FlowerParticipant] = field(default_factory=list)
+    # Partitions of the whole federation (each ClientApp's num-partitions); default: this stack's SuperNodes.
+    num_partitions: int | None = rule(None, min=1)
 
     def images(self) -> list[str]:
         kinds = ["superlink", "supernode", *(["superexec"] if self.isolation == "process" else [])]
@@ -128,6 +136,7 @@ class FlowerSettings:
         names = [g.name for g in self.groups if g is not None]
         for dup in sorted({n for n in names if names.count(n) > 1}):
             yield "groups", f"group name {dup!r} is used twice"
+        yield from flower_silo.check(self)
 
     def supernode_groups(self) -> list[SupernodeGroup]:
         """The groups, each with cpu and memory (a group's own, else supernodeResources, else the defaults)."""
@@ -195,18 +204,35 @@ class FlowerFederation(pulumi.ComponentResource):
         self.name = name
         fqdn = f"{SERVICE}.{ns}.svc.cluster.local"
         self.address = f"{fqdn}:{PORT}"
+        self._dial: pulumi.Input[str] = self.address  # where SuperNodes dial: the hub's public address when joining
 
         # Retained like the state volume inside it: deleting a namespace deletes its claims.
         namespace = kube.apply(kube.namespace(ns), platform.opts(self, retain_on_delete=True))
         namespace_opts = platform.opts(self, depends_on=[namespace])  # everything below lives in it
+        self._namespace, self._namespace_opts = namespace, namespace_opts
         for obj in kube.baseline(ns, s.egress):
             kube.apply(obj, namespace_opts)
-        kube.apply(self._superlink_egress(ns), namespace_opts)
-
-        ca_pem: pulumi.Input[str] | None = None
         # Pods roll when the files they mount change (a re-issued certificate must reach the process).
         self._superlink_files: pulumi.Input[str] | None = None
         self._supernode_files: pulumi.Input[str] | None = None
+        # Flower never talks to the Kubernetes API: no token.
+        kube.apply(kube.service_account("flower", ns, self._labels("superlink")), namespace_opts)
+        if s.shared_data is not None:
+            kube.apply(
+                self._shared_data_claim(ns, s.shared_data, platform.storage.require_shared("Flower's sharedData")),
+                platform.opts(self, depends_on=[namespace], retain_on_delete=True),
+            )
+        if s.join is not None:
+            self.outputs = self._participant(ns, s.join)
+        else:
+            self.outputs = self._hub(ns, fqdn)
+        self.register_outputs(self.outputs)
+
+    def _hub(self, ns: str, fqdn: str) -> dict[str, Any]:
+        """The SuperLink and this stack's own SuperNodes (and, cross-silo, the participants it admits)."""
+        s, name, platform, namespace_opts = self.settings, self.name, self._platform, self._namespace_opts
+        kube.apply(self._superlink_egress(ns), namespace_opts)
+        ca_pem: pulumi.Input[str] | None = None
         if not s.insecure:
             tls_opts = pulumi.ResourceOptions(parent=self, provider=platform.tls)
             ca = pki.CertificateAuthority(f"{name}-flower", f"{name} Flower CA", tls_opts)
@@ -219,56 +245,29 @@ class FlowerFederation(pulumi.ComponentResource):
             kube.apply(self._tls_secret(ns, server, ca_pem), namespace_opts)
             kube.apply(self._ca_config_map(ns, ca_pem), namespace_opts)
 
-        total = sum(g.replicas for g in s.supernode_groups())
-        node_keys: list[tls.PrivateKey] = []
-        if s.node_auth:
-            # One key per SuperNode, each in its own Secret mounted by that SuperNode only.
-            node_keys = [
-                tls.PrivateKey(
-                    f"{name}-supernode-{i}-auth",
-                    algorithm="ECDSA",
-                    ecdsa_curve="P384",
-                    opts=pulumi.ResourceOptions(parent=self, provider=platform.tls),
-                )
-                for i in range(total)
-            ]
-            for i, key in enumerate(node_keys):
-                kube.apply(self._auth_secret(ns, i, key), namespace_opts)
-            kube.apply(self._public_keys(ns, node_keys), namespace_opts)
+        node_keys = self._node_keys(ns)
+        registered: pulumi.Input[dict[str, str]] | None = None
+        if node_keys:
+            registered = self._registered_keys(node_keys)
+            kube.apply(self._public_keys(ns, registered), namespace_opts)
 
-        # Flower never talks to the Kubernetes API: no token.
-        kube.apply(kube.service_account("flower", ns, self._labels("superlink")), namespace_opts)
         state = kube.apply(
             kube.claim("superlink-state", ns, s.database_size, platform.storage.data_class, self._labels("superlink")),
             # The SuperLink database outlives the pods, `pulumi destroy` and replacements.
-            platform.opts(self, depends_on=[namespace], retain_on_delete=True),
+            platform.opts(self, depends_on=[self._namespace], retain_on_delete=True),
         )
-        if s.shared_data is not None:
-            kube.apply(
-                self._shared_data_claim(ns, s.shared_data, platform.storage.require_shared("Flower's sharedData")),
-                platform.opts(self, depends_on=[namespace], retain_on_delete=True),
-            )
         superlink = kube.apply(self._superlink(ns), platform.opts(self, depends_on=[state]))
         workloads: list[pulumi.Resource] = [superlink]  # what the verification Job waits for
         kube.apply(self._superlink_service(ns), namespace_opts)
         kube.apply(self._superlink_policy(ns), namespace_opts)
         if s.isolation == "process":
             workloads.append(kube.apply(self._serverapp_superexec(ns), namespace_opts))
-        if node_keys:
+        if registered is not None:
             # Keys can only be registered with a running SuperLink (the Deployment is awaited until ready).
-            register = self._register_job(ns, len(node_keys))
+            register = self._register_job(ns, registered)
             workloads.append(kube.apply(register, platform.opts(self, depends_on=[superlink])))
-        kube.apply(self._supernode_service(ns), namespace_opts)
-        offset = 0
-        for group in s.supernode_groups():
-            if node_keys:  # a StatefulSet per node: each pod mounts its own key, so N objects here
-                for partition in range(offset, offset + group.replicas):
-                    key_files = kube.content_hash(node_keys[partition].public_key_openssh)  # same key, not secret
-                    obj = self._supernodes(ns, group, partition, 1, total, key_files)
-                    workloads.append(kube.apply(obj, namespace_opts))
-            else:
-                workloads.append(kube.apply(self._supernodes(ns, group, offset, group.replicas, total), namespace_opts))
-            offset += group.replicas
+        workloads += self._deploy_supernodes(ns, node_keys, first_partition=0, num_partitions=s.num_partitions)
+        total = sum(g.replicas for g in s.supernode_groups())
         verification: dict[str, Any] = {}
         if self.verify:
             kube.apply(self._verify_files(ns), namespace_opts)
@@ -284,7 +283,7 @@ class FlowerFederation(pulumi.ComponentResource):
             )
             verification = {"verificationLog": verify.log_command(job)}
 
-        self.outputs: dict[str, Any] = {
+        return {
             "namespace": ns,
             "superlinkAddress": self.address,
             "supernodes": total,
@@ -295,8 +294,90 @@ class FlowerFederation(pulumi.ComponentResource):
             "portForward": f"kubectl -n {ns} port-forward svc/{SERVICE} {PORT}:{PORT}",
             "flwrConfigPortForward": self._flwr_config(name, f"127.0.0.1:{PORT}"),
             **verification,
+            # What participant stacks read (flower.join): all public. publicAddress only when exposed by name.
+            **flower_silo.hub_exports(s, PORT),
         }
-        self.register_outputs(self.outputs)
+
+    def _participant(self, ns: str, join: FlowerJoin) -> dict[str, Any]:
+        """SuperNodes only, dialling the hub stack's SuperLink with the hub's CA; their keys never leave here."""
+        s, namespace_opts = self.settings, self._namespace_opts
+        key = f"{flower_silo.config_key(self.name)}.flower.join"
+        ca_pem = flower_silo.hub_output(join, "caCertificate", key)
+        self._dial = pulumi.Output.all(
+            flower_silo.hub_output(join, "publicAddress", key), flower_silo.hub_output(join, "nodeAuth", key)
+        ).apply(lambda hub: flower_silo.checked_address(join, hub[0], hub[1], s.node_auth, key))
+        self._supernode_files = kube.content_hash(ca_pem)
+        kube.apply(self._ca_config_map(ns, ca_pem), namespace_opts)
+        kube.apply(self._hub_egress(ns, join), namespace_opts)
+        node_keys = self._node_keys(ns)
+        # No verification Job here: it drives the smoke app through a SuperLink's Control API (the hub's).
+        self._deploy_supernodes(ns, node_keys, join.first_partition, s.num_partitions)
+        total = sum(g.replicas for g in s.supernode_groups())
+        return {
+            "namespace": ns,
+            "joins": join.stack,
+            "superlinkAddress": self._dial,
+            "supernodes": total,
+            "tls": True,
+            "partitions": [join.first_partition, join.first_partition + total - 1],
+            # Only public keys leave this stack: the hub registers them (its second `pulumi up`).
+            "supernodePublicKeys": [k.public_key_openssh for k in node_keys],
+        }
+
+    def _node_keys(self, ns: str) -> list[tls.PrivateKey]:
+        """With node auth: one key per SuperNode, each in its own Secret mounted by that SuperNode only."""
+        s, name = self.settings, self.name
+        if not s.node_auth:
+            return []
+        total = sum(g.replicas for g in s.supernode_groups())
+        keys = [
+            tls.PrivateKey(
+                f"{name}-supernode-{i}-auth",
+                algorithm="ECDSA",
+                ecdsa_curve="P384",
+                opts=pulumi.ResourceOptions(parent=self, provider=self._platform.tls),
+            )
+            for i in range(total)
+        ]
+        for i, key in enumerate(keys):
+            kube.apply(self._auth_secret(ns, i + self._first_partition(), key), self._namespace_opts)
+        return keys
+
+    def _first_partition(self) -> int:
+        return self.settings.join.first_partition if self.settings.join is not None else 0
+
+    def _registered_keys(self, node_keys: list[tls.PrivateKey]) -> pulumi.Output[dict[str, str]]:
+        """The public keys the hub registers: its own SuperNodes' and every listed participant's."""
+        own = pulumi.Output.all(*[k.public_key_openssh for k in node_keys]).apply(
+            lambda keys: {f"node-{i}.pub": key for i, key in enumerate(keys)}
+        )
+        if not self.settings.participants:
+            return own
+        theirs = flower_silo.participant_keys(self.settings, self.name)
+        return pulumi.Output.all(own, theirs).apply(lambda both: {**both[0], **both[1]})
+
+    def _deploy_supernodes(
+        self, ns: str, node_keys: list[tls.PrivateKey], first_partition: int, num_partitions: int | None
+    ) -> list[pulumi.Resource]:
+        """The SuperNode StatefulSets; partitions first_partition.. in group order."""
+        s, namespace_opts = self.settings, self._namespace_opts
+        total = sum(g.replicas for g in s.supernode_groups())
+        num_partitions = num_partitions or first_partition + total
+        kube.apply(self._supernode_service(ns), namespace_opts)
+        workloads: list[pulumi.Resource] = []
+        offset = first_partition
+        for group in s.supernode_groups():
+            if node_keys:  # a StatefulSet per node: each pod mounts its own key, so N objects here
+                for partition in range(offset, offset + group.replicas):
+                    key = node_keys[partition - first_partition]
+                    key_files = kube.content_hash(key.public_key_openssh)  # same key, not secret
+                    obj = self._supernodes(ns, group, partition, 1, num_partitions, key_files)
+                    workloads.append(kube.apply(obj, namespace_opts))
+            else:
+                obj = self._supernodes(ns, group, offset, group.replicas, num_partitions)
+                workloads.append(kube.apply(obj, namespace_opts))
+            offset += group.replicas
+        return workloads
 
     # --- objects -------------------------------------------------------------------------------
 
@@ -335,13 +416,13 @@ class FlowerFederation(pulumi.ComponentResource):
             "stringData": {"node.key": pulumi.Output.secret(key.private_key_openssh)},
         }
 
-    def _public_keys(self, ns: str, keys: list[tls.PrivateKey]) -> dict[str, Any]:
-        """What the registration Job needs: public keys only."""
+    def _public_keys(self, ns: str, keys: pulumi.Input[dict[str, str]]) -> dict[str, Any]:
+        """What the registration Job needs: public keys only (this stack's and its participants')."""
         return {
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {"name": "supernode-public-keys", "namespace": ns, "labels": self._labels("superexec")},
-            "data": {f"node-{i}.pub": key.public_key_openssh for i, key in enumerate(keys)},
+            "data": keys,
         }
 
     def _shared_data_claim(self, ns: str, data: SharedData, storage_class: str) -> dict[str, Any]:
@@ -417,6 +498,9 @@ class FlowerFederation(pulumi.ComponentResource):
         }
         labels = self._labels("superlink")
         exposure, annotations = self.settings.exposure, self._platform.load_balancer_annotations
+        if exposure.type == "LoadBalancer" and self.settings.participants:  # the participants may connect too
+            ranges = sorted({*exposure.source_ranges, *flower_silo.participant_cidrs(self.settings)})
+            exposure = replace(exposure, source_ranges=ranges)
         return kube.exposed_service(SERVICE, ns, labels, _selector(labels), [port], exposure, annotations)
 
     def _superlink_policy(self, ns: str) -> dict[str, Any]:
@@ -427,7 +511,7 @@ class FlowerFederation(pulumi.ComponentResource):
         ]
         if self.verify:  # the verification Job's pod, and only while verification is on
             peers.append(verify.peer("flower", self.name))
-        cidrs = sorted({*s.allowed_cidrs, *s.exposure.source_ranges})
+        cidrs = sorted({*s.allowed_cidrs, *s.exposure.source_ranges, *flower_silo.participant_cidrs(s)})
         peers += [{"ipBlock": {"cidr": cidr}} for cidr in cidrs]
         return kube.network_policy(
             "superlink-ingress",
@@ -443,19 +527,26 @@ class FlowerFederation(pulumi.ComponentResource):
         superlink = {"podSelector": {"matchLabels": _selector(self._labels("superlink"))}}
         return kube.allow_egress(ns, "flower-to-superlink", everyone, [superlink], kube.tcp(PORT))
 
+    def _hub_egress(self, ns: str, join: FlowerJoin) -> dict[str, Any]:
+        """A participant's SuperNodes may dial the hub's public SuperLink address, and nothing else outside."""
+        supernodes = _selector(self._labels("supernode"))
+        peers = [{"ipBlock": {"cidr": cidr}} for cidr in join.superlink_cidrs]
+        port = pulumi.Output.from_input(self._dial).apply(lambda address: int(address.rpartition(":")[2]))
+        return kube.allow_egress(ns, "supernodes-to-hub", supernodes, peers, [{"protocol": "TCP", "port": port}])
+
     def _image(self, kind: str) -> str:
         return str(self._platform.image(image(kind, self.settings.version)))
 
     def _trust_args(self) -> list[str]:
         return ["--insecure"] if self.settings.insecure else ["--root-certificates", f"{CA_DIR}/ca.crt"]
 
-    def supernode_args(self, group: SupernodeGroup, total: int) -> list[str]:
+    def supernode_args(self, group: SupernodeGroup, total: int) -> list[pulumi.Input[str]]:
         s = self.settings
         # $(PARTITION_ID) is expanded by the kubelet from the pod's env (its StatefulSet index): no shell.
         node_config = node_config_text(
             {"partition-id": "$(PARTITION_ID)", "num-partitions": total, **s.node_config, **group.node_config}
         ).replace('"$(PARTITION_ID)"', "$(PARTITION_ID)")
-        args = ["--superlink", self.address, *self._trust_args(), "--node-config", node_config]
+        args: list[pulumi.Input[str]] = ["--superlink", self._dial, *self._trust_args(), "--node-config", node_config]
         args += ["--isolation", s.isolation, "--health-server-address", f"0.0.0.0:{HEALTH_PORT}"]
         if s.install_app_dependencies:
             args.append("--allow-runtime-dependency-installation")
@@ -580,23 +671,26 @@ class FlowerFederation(pulumi.ComponentResource):
         pod = _pod([self._superexec_container(self.address, insecure=s.insecure, resources=resources)], volumes)
         return kube.deployment("superexec-serverapp", ns, labels, _selector(labels), pod)
 
-    def _register_job(self, ns: str, count: int) -> dict[str, Any]:
+    def _register_job(self, ns: str, keys: pulumi.Input[dict[str, str]]) -> dict[str, Any]:
         """Registers every SuperNode's public key with the SuperLink once it is ready (node auth)."""
         s = self.settings
         labels = self._labels("superexec")  # allowed through the SuperLink's NetworkPolicy
-        # Idempotent, so the Job may retry: a key that is already registered counts as done.
+        # Idempotent, so the Job may retry: a key that is already registered counts as done. Every mounted
+        # key file: this stack's SuperNodes and the participants' (a second hub `up` adds theirs).
         script = (
             "import json, pathlib, subprocess, sys\n"
             f"home = pathlib.Path('{HOME}/.flwr')\n"
             "home.mkdir(parents=True, exist_ok=True)\n"
             "(home / 'config.toml').write_text(sys.argv[1])\n"
-            f"for i in range({count}):\n"
-            f"    key = f'{AUTH_DIR}/node-{{i}}.pub'\n"
-            "    cmd = ['flwr', 'supernode', 'register', key, 'cluster', '--format', 'json']\n"
+            f"keys = sorted(pathlib.Path('{AUTH_DIR}').glob('*.pub'))\n"
+            "if not keys:\n"
+            "    sys.exit('no public keys mounted')\n"
+            "for key in keys:\n"
+            "    cmd = ['flwr', 'supernode', 'register', str(key), 'cluster', '--format', 'json']\n"
             "    out = subprocess.run(cmd, capture_output=True, text=True)\n"
-            "    print(f'node-{i}:', out.stdout.strip(), out.stderr.strip(), flush=True)\n"
+            "    print(f'{key.stem}:', out.stdout.strip(), out.stderr.strip(), flush=True)\n"
             "    if out.returncode and 'already in use' not in out.stdout + out.stderr:\n"
-            "        sys.exit(f'registering node-{i} failed')\n"
+            "        sys.exit(f'registering {key.stem} failed')\n"
         )
         mounts = [*SCRATCH_MOUNTS, {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True}]
         volumes = [*SCRATCH_VOLUMES, {"name": "auth", "configMap": {"name": "supernode-public-keys"}}]
@@ -619,7 +713,8 @@ class FlowerFederation(pulumi.ComponentResource):
             "spec": {
                 "backoffLimit": 6,
                 "template": {
-                    "metadata": {"labels": labels},
+                    # A new key changes the template, which a Job cannot take: it is replaced and runs again.
+                    "metadata": {"labels": labels, **_files_annotation(kube.content_hash(_key_texts(keys)))},
                     "spec": {
                         "restartPolicy": "OnFailure",
                         **_pod([register], volumes),
@@ -696,6 +791,10 @@ def _smoke_app() -> list[tuple[str, tuple[str, str]]]:
         relative = path.relative_to(SMOKE_APP).as_posix()
         found.append(("app-" + relative.replace("/", "-"), (relative, path.read_text())))
     return found
+
+
+def _key_texts(keys: pulumi.Input[dict[str, str]]) -> pulumi.Output[str]:
+    return pulumi.Output.from_input(keys).apply(lambda files: "".join(f"{k}={v}" for k, v in sorted(files.items())))
 
 
 def _pod(containers: list[dict[str, Any]], volumes: list[dict[str, Any]]) -> dict[str, Any]:

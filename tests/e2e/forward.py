@@ -3,7 +3,8 @@
     python forward.py LISTEN_PORT TARGET_HOST TARGET_PORT [--listen-host HOST] [--policy GUARD.json]
 
 With --policy it admits only the connections the rendered NetworkPolicies allow: GUARD.json (written by
-tests/e2e/policy.py) names the render's model, the pod this forwarder serves and the Service name it stands
+tests/e2e/policy.py) names the render's model, the pod this forwarder serves (or none: then the connecting
+client's own address, as a load balancer keeping client addresses delivers it) and the Service name it stands
 for; every connection asks tools.netpol (DNS lookup of the Service name, then each endpoint's ingress and
 the pod's egress). A refused connection is closed at once and recorded, with the flow and the reason, in
 the guard's log file and on stderr.
@@ -35,14 +36,16 @@ class Guard:
         from tools.netpol import Cluster
 
         self.cluster = Cluster.from_manifests(json.loads(Path(spec["model"]).read_text()))
-        self.source = self.cluster.pod(*spec["source"])
+        # No source pod: an outside client, known by its address (a load balancer that keeps client addresses).
+        self.source = self.cluster.pod(*spec["source"]) if spec["source"] else None
         self.host, self.port = spec["host"], int(spec["port"])
         self.log = Path(spec["log"])
 
-    def admits(self) -> bool:
-        connection = self.cluster.connect(self.source, self.host, self.port)
+    def admits(self, peer: str) -> bool:
+        source = self.source or peer
+        connection = self.cluster.connect(source, self.host, self.port)
         verdict = "admitted" if connection.allowed else "REFUSED"
-        line = f"{verdict} {self.source} -> {self.host}:{self.port}\n  " + connection.explain().replace("\n", "\n  ")
+        line = f"{verdict} {source} -> {self.host}:{self.port}\n  " + connection.explain().replace("\n", "\n  ")
         with self.log.open("a") as log:
             log.write(json.dumps({"admitted": connection.allowed, "text": line}) + "\n")
         if not connection.allowed:
@@ -52,7 +55,7 @@ class Guard:
 
 async def main(listen_host: str, listen_port: int, host: str, port: int, guard: Guard | None) -> None:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if guard is not None and not guard.admits():
+        if guard is not None and not guard.admits(writer.get_extra_info("peername")[0]):
             writer.close()  # what a dropped SYN looks like to the client, minus the wait
             return
         try:

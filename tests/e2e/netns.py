@@ -78,6 +78,22 @@ def pods(names: list[str], routed: bool = False) -> Iterator[dict[str, Pod]]:
         yield made
 
 
+def wire(a: Pod, b: Pod, a_address: str, b_addresses: list[str], name: str) -> None:
+    """A point-to-point link between two pods of different sets (two clusters meeting over the internet):
+    `a_address` on a's end, `b_addresses` on b's (the first is its source address towards a), host routes
+    between them and nothing else."""
+    a_if, b_if = f"{name}a"[-15:], f"{name}b"[-15:]
+    _ip("link", "add", a_if, "netns", a.name, "type", "veth", "peer", "name", b_if, "netns", b.name)
+    _ip("-n", a.name, "addr", "add", f"{a_address}/32", "dev", a_if)
+    for address in b_addresses:
+        _ip("-n", b.name, "addr", "add", f"{address}/32", "dev", b_if)
+    _ip("-n", a.name, "link", "set", a_if, "up")
+    _ip("-n", b.name, "link", "set", b_if, "up")
+    for address in b_addresses:
+        _ip("-n", a.name, "route", "add", f"{address}/32", "dev", a_if, "src", a_address)
+    _ip("-n", b.name, "route", "add", f"{a_address}/32", "dev", b_if, "src", b_addresses[0])
+
+
 def address(index: int) -> str:
     """Pod `index`'s address (0 = the hub, by its first link), as its peers dial it in a routed set."""
     return hub_address(1) if index == 0 else f"10.213.{index}.2"

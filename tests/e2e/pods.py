@@ -119,7 +119,7 @@ def materialize(
 
     def map_text(text: str) -> str:
         if mounts:
-            text = re.sub(rf"(?<![\w/])({mount_pattern})(?=/|$|\s|:)", lambda m: str(mounts[m.group(1)]), text)
+            text = re.sub(rf"(?<![\w/])({mount_pattern})(?=/|$|\s|:|'|\")", lambda m: str(mounts[m.group(1)]), text)
         for host, target in (host_map or {}).items():
             text = text.replace(host, target)
         return text

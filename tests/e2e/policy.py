@@ -71,14 +71,16 @@ class Enforcement:
         self.filtered: dict[str, tuple[netns.Pod, Pod]] = {}  # live packet filters: local name -> (pod, model pod)
         self.by_address: dict[str, Pod] = {}
 
-    def guard(self, source: tuple[str, str], host: str, port: int) -> list[str]:
-        """forward.py options that make it admit only what the policies allow `source` (namespace, pod)."""
-        self.cluster.pod(*source)  # a pod the model lacks is the test's mistake: say so now, not per connection
-        name = f"{source[0]}.{source[1]}.{host}.{port}"
+    def guard(self, source: tuple[str, str] | None, host: str, port: int) -> list[str]:
+        """forward.py options that make it admit only what the policies allow `source` (namespace, pod); None: an
+        outside client, judged by its own address (host is then the pod the load balancer delivers to)."""
+        if source is not None:
+            self.cluster.pod(*source)  # a pod the model lacks is the test's mistake: say so now, not per connection
+        name = f"{source[0]}.{source[1]}.{host}.{port}" if source else f"outside.{host}.{port}"
         spec = {
             "root": str(ROOT),
             "model": str(self.model),
-            "source": list(source),
+            "source": list(source) if source else None,
             "host": host,
             "port": port,
             "log": str(self.workdir / f"{name}.decisions"),

@@ -273,10 +273,10 @@ def https_ok(pod: netns.Pod, bin_dir: Path, port: int, ca_file: Path) -> bool:
     return out.returncode == 0
 
 
-def register_supernodes(federation: Federation) -> None:
+def register_supernodes(federation: Federation, namespace: str = "demo", keys: int = 2) -> None:
     """Runs the rendered registration Job's container in its own pod (its python3 is the Flower venv's)."""
     rendering, bin_dir, pod = federation.rendering, federation.bin_dir, federation.pods["register"]
-    job = rendering.find("Job", "register-supernodes", "demo")
+    job = rendering.find("Job", "register-supernodes", namespace)
     spec = {"kind": "Job", "metadata": job["metadata"], "spec": job["spec"]}
     register = materialize(rendering, spec, "register", federation.pods_dir, host_map=federation.to_loopback)
     assert register.args[0] == "python3"
@@ -291,9 +291,9 @@ def register_supernodes(federation: Federation) -> None:
         )
         assert out.returncode == 0, (attempt, out.stdout, out.stderr)
         if attempt == "first":
-            assert out.stdout.count('"success": true') == 2, out.stdout
+            assert out.stdout.count('"success": true') == keys, out.stdout
         else:
-            assert out.stdout.count("already in use") == 2, out.stdout
+            assert out.stdout.count("already in use") == keys, out.stdout
 
 
 def run_verification(federation: Federation) -> subprocess.CompletedProcess[str]:
@@ -327,18 +327,29 @@ def grpc_serving(bin_dir: Path, pod: netns.Pod, port: int) -> bool:
     return out.returncode == 0
 
 
-def run_app(pod: netns.Pod, bin_dir: Path, tmp_path: Path, outputs: dict[str, Any], procs: Processes) -> dict[str, Any]:
+def run_app(
+    pod: netns.Pod,
+    bin_dir: Path,
+    tmp_path: Path,
+    outputs: dict[str, Any],
+    procs: Processes,
+    federation: str = "demo",
+    run_config: str = "",
+) -> dict[str, Any]:
     """`flwr run` as the README tells a user to: the stack's port-forward config.toml, verbatim, beside the CA."""
     flwr_home = tmp_path / "cli"
     flwr_home.mkdir()
-    ca_file = flwr_home / "ca-demo.crt"
+    ca_file = flwr_home / f"ca-{federation}.crt"
     ca_file.write_text(outputs["caCertificate"])
     (flwr_home / "config.toml").write_text(outputs["flwrConfigPortForward"].replace("@CA_FILE@", str(ca_file)))
     env = {**base_env(bin_dir), "HOME": str(flwr_home), "FLWR_HOME": str(flwr_home), "FLWR_TELEMETRY_ENABLED": "0"}
     result_path = tmp_path / "result.json"
     run = subprocess.run(
         pod.command(
-            [str(bin_dir / "flwr"), "run", str(APP), "demo", "--stream", "--run-config", f'result-path="{result_path}"']
+            [
+                *[str(bin_dir / "flwr"), "run", str(APP), federation, "--stream"],
+                *["--run-config", f'result-path="{result_path}" {run_config}'.strip()],
+            ]
         ),
         env=env,
         cwd=flwr_home,
@@ -349,7 +360,7 @@ def run_app(pod: netns.Pod, bin_dir: Path, tmp_path: Path, outputs: dict[str, An
     )
     # `flwr run --stream` exits 0 even when the run failed: the result file and `flwr ls` tell the truth.
     listing = subprocess.run(
-        pod.command([str(bin_dir / "flwr"), "ls", "demo", "--format", "json"]),
+        pod.command([str(bin_dir / "flwr"), "ls", federation, "--format", "json"]),
         env=env,
         cwd=flwr_home,
         capture_output=True,
