@@ -1,18 +1,22 @@
 """A real two-party FATE 2.2.0 federation from the rendered local-fate stack: the rendered verification Job
 (the toy example between the parties) must succeed, with every cross-party byte through the parties' proxies
-over mutual TLS, and must fail, naming the party, once a party's fate_flow is gone.
+over mutual TLS and every connection one the rendered NetworkPolicies admit, and must fail, naming the party,
+once a party's fate_flow is gone.
 
 Real: the render's files, as the pods mount them (fate_flow's service_conf.yaml and RabbitMQ route table,
 RabbitMQ's configuration, plugins and generated credentials, the proxies' nginx.conf, certificates made
 from the program's pulumi-tls inputs); RabbitMQ (Debian's rabbitmq-server), nginx (Debian's, with its
 stream module) and fate_flow 2.2.0 with pyfate from `.venv-fate` (requirements-e2e-fate.txt).
 Mapped, and only this:
-- each party is one network namespace (its pods share it, so their Service names are loopback), and the
-  one table `service_hosts` (the namespace's /etc/hosts) sends the peer proxy's Service name to the peer
-  namespace's address. Ports are the rendered ones.
+- each pod (a party's broker, proxy and fate_flow) is one network namespace on a routed pod network; the
+  Service names in the files resolve through a kube-dns pod answering the render's names, and each pod's
+  packet filter, derived from tools.netpol, admits only the connections (DNS lookups included) the rendered
+  NetworkPolicies allow (tests/e2e/policy.py `pod_network`). Ports are the rendered ones.
 - mount paths -> local directories, in args, env and mounted files (tests/e2e/pods.py);
 - the image's fate_flow -> a copy of the pip package per party (fate_flow keeps its conf/, logs, jobs and
   data inside its package directory), started with the party's files in its conf/.
+With the peer proxies' ingress rule removed from one party's proxy policy, the toy job fails and the test
+names the refused flow.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import pytest
 from components.federations import fate, fate_files
 from tests.e2e import netns
 from tests.e2e.pods import LocalContainer, materialize
+from tests.e2e.policy import Enforcement, without_rule
 from tests.e2e.processes import Processes, base_env, framework_bin
 from tests.e2e.real_tls import mocks_with_real_tls
 from tools import render as render_tool
@@ -53,36 +58,15 @@ GUEST, HOST = 9999, 10000
 RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 START_SECONDS = 120  # brokers, proxies and fate_flow servers up (fate_flow alone takes 15-20 s here)
 TOY_SECONDS = 420
+REFUSED_TOY_SECONDS = 60  # how long the toy job may try with its control calls refused
 
 
-def service_hosts(me: int, addresses: dict[int, str], parties: list[fate_files.Party]) -> str:
-    """The one network mapping: a party's /etc/hosts. Its own Services share its namespace (loopback); the
-    peer proxy's Service name goes to the peer namespace's address. Nothing else of the files changes."""
-    own = " ".join([fate_files.FLOW, fate_files.RABBITMQ, fate_files.PROXY])
-    lines = [f"127.0.0.1 localhost {own}", "::1 localhost"]
-    lines += [f"{addresses[p.id]} {p.proxy_host}" for p in parties if p.id != me]
-    return "\n".join(lines) + "\n"
+COMPONENTS = ("rabbitmq", "proxy", "fateflow")
 
 
-@contextmanager
-def party_namespaces(parties: list[fate_files.Party]) -> Iterator[dict[int, netns.Pod]]:
-    """One network namespace per party, each with its /etc/hosts (`ip netns exec` mounts /etc/netns/NAME/*)."""
-    with netns.pods([f"p{p.id}" for p in parties]) as pods:
-        by_party = {p.id: pods[f"p{p.id}"] for p in parties}
-        # The first party is the hub; the others' addresses are on their links to it (netns.pods).
-        addresses = {parties[0].id: netns.hub_address(1)}
-        addresses.update({p.id: netns.spoke_address(i) for i, p in enumerate(parties[1:], start=1)})
-        made = []
-        try:
-            for party in parties:
-                etc = Path("/etc/netns") / by_party[party.id].name
-                etc.mkdir(parents=True, exist_ok=True)
-                made.append(etc)
-                (etc / "hosts").write_text(service_hosts(party.id, addresses, parties))
-            yield by_party
-        finally:
-            for etc in made:
-                shutil.rmtree(etc, ignore_errors=True)
+def placement(parties: list[fate_files.Party]) -> dict[str, tuple[str, str]]:
+    """Each party's pods: local network namespace -> the pod tools.netpol models (namespace, name)."""
+    return {f"p{p.id}-{c}": (p.namespace, f"{c}-0") for p in parties for c in COMPONENTS}
 
 
 def map_paths(container: LocalContainer, path: Path) -> str:
@@ -172,9 +156,11 @@ PSI_LR = Path(__file__).with_name("fate_psi_lr.py")
 class Federation:
     rendering: Rendering
     parties: list[fate_files.Party]
-    pods: dict[int, netns.Pod]
+    pods: dict[int, netns.Pod]  # each party's fate_flow pod, where its `flow` and pipeline clients run
+    verify: netns.Pod  # the verification Job's pod
     envs: dict[int, dict[str, str]]  # each party's environment for its `flow` and pipeline clients
     procs: Processes
+    enforcement: Enforcement
 
     def run(self, party: int, args: list[str], timeout: float) -> str:
         done = in_pod(self.pods[party], args, timeout, self.envs[party])
@@ -184,17 +170,32 @@ class Federation:
 
 
 @contextmanager
-def federation(tmp_path: Path) -> Iterator[Federation]:
-    """Both parties running from the rendered local-fate stack, each party's `flow` pointed at its fate_flow."""
+def federation(
+    tmp_path: Path, change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None
+) -> Iterator[Federation]:
+    """Both parties running from the rendered local-fate stack, each party's `flow` pointed at its fate_flow, under
+    the rendered policies (`change`: a changed copy of them)."""
     fate_bin = framework_bin("fate")
     rendering = render_tool.render(STACK, mocks_with_real_tls())
     parties = parties_of(rendering)
     assert [p.id for p in parties] == [GUEST, HOST]
     procs = Processes(tmp_path)
-    try:
-        with party_namespaces(parties) as pods:
-            envs = start_parties(rendering, parties, pods, procs, tmp_path, fate_bin)
-            running = Federation(rendering, parties, pods, envs, procs)
+    manifests = rendering.manifests()
+    enforcement = Enforcement(change(manifests) if change else manifests, tmp_path / "netpol")
+    guest = next(p for p in parties if p.id == GUEST)
+    pods_of = {
+        **placement(parties),
+        "verify": (guest.namespace, f"{verify_job(rendering, guest)['metadata']['name']}-0"),
+    }
+    with (
+        netns.pods([*pods_of, "kube-dns"], routed=True) as pods,
+        enforcement.pod_network(pods, pods_of, dns="kube-dns"),
+    ):
+        try:
+            by_party = {p.id: {c: pods[f"p{p.id}-{c}"] for c in COMPONENTS} for p in parties}
+            envs = start_parties(rendering, parties, by_party, procs, tmp_path, fate_bin)
+            flow_pods = {i: by_party[i]["fateflow"] for i in by_party}
+            running = Federation(rendering, parties, flow_pods, pods["verify"], envs, procs, enforcement)
             for party in parties:
                 running.run(
                     party.id, [*FLOW_CLI, "init", "--ip", "127.0.0.1", "--port", str(fate_files.FLOW_HTTP_PORT)], 60
@@ -203,22 +204,27 @@ def federation(tmp_path: Path) -> Iterator[Federation]:
             procs.check_alive()
             # nginx logs a stream session when it ends: close the brokers' federation links first.
             stop_brokers(procs, parties)
-    finally:
-        procs.stop_all()
+        finally:
+            procs.stop_all()
 
 
-def verification_job(fed: Federation, root: Path) -> tuple[list[str], dict[str, str]]:
-    """The rendered verification Job's command (the image's `python` -> .venv-fate's) and env, its mounted script
-    materialized under `root`; it runs in the initiating party's namespace (the guest's)."""
-    guest = next(p for p in fed.parties if p.id == GUEST)
+def verify_job(rendering: Rendering, guest: fate_files.Party) -> dict[str, Any]:
+    """The rendered verification Job: it runs in the initiating party's namespace (the guest's)."""
     (job,) = [
         o
-        for o in fed.rendering.manifests()
+        for o in rendering.manifests()
         if o["kind"] == "Job"
         and o["metadata"]["namespace"] == guest.namespace
         and o["metadata"]["labels"].get("app.kubernetes.io/component") == "verify"
     ]
-    container = materialize(fed.rendering, job, "verify", root)
+    return job
+
+
+def verification_job(fed: Federation, root: Path) -> tuple[list[str], dict[str, str]]:
+    """The rendered verification Job's command (the image's `python` -> .venv-fate's) and env, its mounted script
+    materialized under `root`; it runs in its own pod (`fed.verify`)."""
+    guest = next(p for p in fed.parties if p.id == GUEST)
+    container = materialize(fed.rendering, verify_job(fed.rendering, guest), "verify", root)
     assert container.args[0] == "python", container.args
     return [str(framework_bin("fate") / "python"), *container.args[1:]], {**base_env(Path("/usr/bin")), **container.env}
 
@@ -231,7 +237,7 @@ def test_verification_job_runs_the_toy_between_the_mtls_proxies_and_names_a_miss
         sessions = {name: proc.pid for name, proc in fed.procs.running.items()}
         toy_started = time.monotonic()
         with PeakMemory(sessions) as memory:
-            toy = in_pod(fed.pods[GUEST], args, TOY_SECONDS, env)
+            toy = in_pod(fed.verify, args, TOY_SECONDS, env)
         output = toy.stdout + toy.stderr
         assert toy.returncode == 0, f"{output}\n{fed.procs.logs()}"
         assert "OK: the toy example succeeded on every party: 9999 (fate-9999), 10000 (fate-10000)" in output, output
@@ -244,7 +250,7 @@ def test_verification_job_runs_the_toy_between_the_mtls_proxies_and_names_a_miss
         host_flow = fed.procs.running.pop(f"fateflow-{HOST}")
         os.killpg(host_flow.pid, signal.SIGTERM)
         host_flow.wait(timeout=30)
-        failed = in_pod(fed.pods[GUEST], args, 120, env)
+        failed = in_pod(fed.verify, args, 120, env)
         output = failed.stdout + failed.stderr
         assert failed.returncode == 1, output
         assert f"FAILED: party {HOST} (fate-{HOST}): its fate_flow does not answer through the proxies" in output, (
@@ -260,6 +266,65 @@ def test_verification_job_runs_the_toy_between_the_mtls_proxies_and_names_a_miss
     assert_traffic_went_through_the_mtls_links(fed.procs, fed.parties)
     for party in fed.parties:
         assert_writes_only_to_volumes(tmp_path / f"party-{party.id}", framework_bin("fate"))
+    assert_only_admitted_flows(fed)
+    # The verification Job's own pod looked its party's Services up and reached them under its own policy.
+    guest = next(p for p in fed.parties if p.id == GUEST)
+    job_pod = f"{guest.namespace}/{verify_job(fed.rendering, guest)['metadata']['name']}-0"
+    admitted = fed.enforcement.admitted()
+    assert any(a.startswith(f"admitted {job_pod} -> kube-system/coredns-0 UDP/53\n") for a in admitted), admitted
+    assert any(a.startswith(f"admitted {job_pod} -> {guest.namespace}/") for a in admitted), admitted
+
+
+def assert_only_admitted_flows(fed: Federation) -> None:
+    """Nothing was refused; every pod looked names up through kube-dns, and each party's proxy reached the other's
+    TLS ports: the flows the job needed, all through the packet filters."""
+    refusals, admitted = fed.enforcement.refusals(), fed.enforcement.admitted()
+    assert refusals == [], "\n".join(refusals)
+    for party in fed.parties:
+        for component in COMPONENTS:
+            source = f"admitted {party.namespace}/{component}-0 -> "
+            assert any(a.startswith(source + "kube-system/coredns-0 UDP/53\n") for a in admitted), admitted
+        for peer in (p for p in fed.parties if p.id != party.id):
+            for port in (fate_files.PROXY_TLS_PORT, fate_files.PROXY_AMQPS_PORT):
+                flow = f"admitted {party.namespace}/proxy-0 -> {peer.namespace}/proxy-0 TCP/{port}\n"
+                assert any(a.startswith(flow) for a in admitted), (flow, admitted)
+
+
+def _host_proxy_closed_to_peers(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The host proxy's policy without the ingress rule that admits the other parties' proxies."""
+    namespace = f"fate-{HOST}"
+    policy = next(
+        o
+        for o in manifests
+        if o["kind"] == "NetworkPolicy" and (o["metadata"]["namespace"], o["metadata"]["name"]) == (namespace, "proxy")
+    )
+    rules = policy["spec"]["ingress"]
+    index = next(i for i, rule in enumerate(rules) if any("namespaceSelector" in peer for peer in rule["from"]))
+    return without_rule(manifests, namespace, "proxy", "ingress", index)
+
+
+def test_enforcement_refuses_the_guest_proxy_when_the_host_proxy_rule_is_removed(tmp_path: Path) -> None:
+    with federation(tmp_path, _host_proxy_closed_to_peers) as fed:
+        toy = in_pod(
+            fed.pods[GUEST],
+            [*FLOW_CLI, "test", "toy", "-gid", str(GUEST), "-hid", str(HOST), "-t", str(REFUSED_TOY_SECONDS)],
+            REFUSED_TOY_SECONDS + 60,
+            fed.envs[GUEST],
+        )
+    refusals, admitted = fed.enforcement.refusals(), fed.enforcement.admitted()
+
+    output = toy.stdout + toy.stderr
+    assert not re.search(r"toy test job \S+ is success", output), output  # the federation cannot work:
+    assert "create job failed" in output and "502 Server Error" in output, output  # the host's proxy is unreachable
+    guest, host = f"fate-{GUEST}/proxy-0", f"fate-{HOST}/proxy-0"
+    assert not any(a.startswith(f"admitted {guest} -> {host} ") for a in admitted), admitted
+    # The test names the dropped flow and the policy that no longer admits it.
+    dropped = f"{guest} -> {host} TCP/{fate_files.PROXY_TLS_PORT} DROPPED: no ingress rule of "
+    refused = [r for r in refusals if dropped in r]
+    assert refused, "\n".join(refusals) or output
+    assert f"fate-{HOST}/proxy (isolating {host}) admits {guest}" in refused[0], refused[0]
+    # Everything else the parties did was admitted: only that rule was missing.
+    assert all(f" -> {host} " in r for r in refusals), refusals
 
 
 @pytest.mark.slow
@@ -277,6 +342,7 @@ def test_psi_and_logistic_regression_between_the_parties(tmp_path: Path) -> None
         print(f"\nFATE PSI + CoordinatedLR: train AUC {auc:.4f}; {time.monotonic() - started:.0f} s")
         assert auc > 0.8
     assert_traffic_went_through_the_mtls_links(fed.procs, fed.parties)
+    assert_only_admitted_flows(fed)
 
 
 def assert_writes_only_to_volumes(home: Path, fate_bin: Path) -> None:
@@ -318,22 +384,23 @@ def parties_of(rendering: Rendering) -> list[fate_files.Party]:
 def start_parties(
     rendering: Rendering,
     parties: list[fate_files.Party],
-    pods: dict[int, netns.Pod],
+    pods: dict[int, dict[str, netns.Pod]],
     procs: Processes,
     root: Path,
     fate_bin: Path,
 ) -> dict[int, dict[str, str]]:
-    """Starts every party's broker, proxy and fate_flow; returns each party's environment for `flow`."""
+    """Starts every party's broker, proxy and fate_flow, each in its pod (`pods`: party -> component -> pod);
+    returns each party's environment for `flow`."""
     flow_envs = {}
     for party in parties:
         ns, pod, home = party.namespace, pods[party.id], root / f"party-{party.id}"
         rabbitmq = materialize(rendering, rendering.find("Deployment", "rabbitmq", ns), "rabbitmq", home)
         env = {**base_env(Path("/usr/lib/rabbitmq/bin")), **rabbitmq.env}
-        procs.start(f"rabbitmq-{party.id}", pod.command([RABBITMQ_SERVER]), env)
+        procs.start(f"rabbitmq-{party.id}", pod["rabbitmq"].command([RABBITMQ_SERVER]), env)
 
         proxy = materialize(rendering, rendering.find("Deployment", "proxy", ns), "proxy", home)
         map_paths(proxy, proxy.local("/etc/flstack/nginx/nginx.conf"))
-        procs.start(f"proxy-{party.id}", pod.command(proxy.args), base_env(Path("/usr/sbin")))
+        procs.start(f"proxy-{party.id}", pod["proxy"].command(proxy.args), base_env(Path("/usr/sbin")))
 
         statefulset = rendering.find("StatefulSet", "fateflow", ns)
         flow = materialize(rendering, statefulset, "fateflow", home)
@@ -345,16 +412,18 @@ def start_parties(
         flow_env = base_env(venv / "bin")
         procs.start(
             f"fateflow-{party.id}",
-            pod.command([str(venv / "bin" / "python"), str(package / "fate_flow_server.py")]),
+            pod["fateflow"].command([str(venv / "bin" / "python"), str(package / "fate_flow_server.py")]),
             flow_env,
             cwd=home,
         )
         flow_envs[party.id] = flow_env
     for party in parties:
         pod = pods[party.id]
-        procs.wait_for(f"party {party.id}'s broker", partial(listening, pod, fate_files.AMQP_PORT), START_SECONDS)
-        procs.wait_for(f"party {party.id}'s proxy", partial(listening, pod, fate_files.PROXY_HTTP_PORT), 30)
-        procs.wait_for(f"party {party.id}'s fate_flow", partial(flow_ready, pod), START_SECONDS)
+        broker = partial(listening, pod["rabbitmq"], fate_files.AMQP_PORT)
+        procs.wait_for(f"party {party.id}'s broker", broker, START_SECONDS)
+        proxy_up = partial(listening, pod["proxy"], fate_files.PROXY_HTTP_PORT)
+        procs.wait_for(f"party {party.id}'s proxy", proxy_up, 30)
+        procs.wait_for(f"party {party.id}'s fate_flow", partial(flow_ready, pod["fateflow"]), START_SECONDS)
     return flow_envs
 
 
