@@ -176,3 +176,61 @@ def test_an_indexed_check_is_one_pod_per_index_that_must_all_succeed() -> None:
     }
     assert job["spec"]["template"]["spec"]["subdomain"] == "round"
     assert schema_errors(job, "1.34.0") == []
+
+
+# --- NVFlare -----------------------------------------------------------------------------------------
+
+
+def nvflare(verify_: bool | None = None, **settings: Any) -> dict[str, Any]:
+    federation: dict[str, Any] = {"name": "flare", "framework": "nvflare", "nvflare": {"sites": ["a", "b"], **settings}}
+    if verify_ is not None:
+        federation["verify"] = verify_
+    return {"target": MINIKUBE, "federations": [federation]}
+
+
+def test_nvflare_verification_runs_in_the_admin_namespace_with_its_own_kit_after_every_site() -> None:
+    rendering = render(nvflare())
+    (job,) = jobs(rendering)
+    assert job["metadata"]["namespace"] == "flare-admin" and schema_errors(job, "1.34.0") == []
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"][3:] == ["flstack-verify@flstack.dev", '["a", "b"]', "60"]
+    secrets = [v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v]
+    assert secrets == ["nvflare-verify-startup"]  # its own kit, never the project admin's
+    participants = [r["inputs"]["participant"] for r in rendering.resources() if r["type"].endswith("NvflareKit")]
+    assert {"name": "flstack-verify@flstack.dev", "type": "admin", "role": "member"} in participants
+    row = next(r for r in rendering.resources() if r["name"] == "job:flare-admin/verify")
+    for workload in ("deployment:flare/nvflare-server", "deployment:flare-a/a", "deployment:flare-b/b"):
+        assert f"kubernetes:apps/v1:Deployment::{workload}" in row["options"]["dependsOn"]
+    outputs = rendering.outputs(reveal=True)["federations"]["flare"]
+    assert outputs["verificationLog"] == f"kubectl -n flare-admin logs job/{job['metadata']['name']}"
+    # The server admits the verification pod by name (component) and namespace, on the FL port only.
+    policy = rendering.find("NetworkPolicy", "nvflare-server-ingress", "flare")
+    (rule,) = policy["spec"]["ingress"]
+    assert verify.peer("nvflare", "flare", "flare-admin") in rule["from"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8002}]
+
+
+def test_nvflare_without_verification_provisions_no_verifier_and_admits_no_job() -> None:
+    rendering = render(nvflare(verify_=False))
+    assert jobs(rendering) == []
+    participants = [r["inputs"]["participant"] for r in rendering.resources() if r["type"].endswith("NvflareKit")]
+    assert sorted(p["name"] for p in participants) == ["a", "admin@flstack.dev", "b"]
+    policy = rendering.find("NetworkPolicy", "nvflare-server-ingress", "flare")
+    assert verify.peer("nvflare", "flare", "flare-admin") not in policy["spec"]["ingress"][0]["from"]
+    assert not [o for o in rendering.manifests() if "nvflare-verify" in o["metadata"]["name"]]
+
+
+def test_nvflare_admin_named_like_the_verifier_is_refused() -> None:
+    with pytest.raises(ConfigError) as err:
+        render(nvflare(admin="flstack-verify@example.org"))
+    assert "flstack:federations[0].nvflare.admin: 'flstack-verify@example.org' is the verification Job's identity" in (
+        str(err.value)
+    )
+
+
+def test_nvflare_same_config_same_job_and_another_site_a_new_name() -> None:
+    (a,), (b,) = jobs(render(nvflare())), jobs(render(nvflare()))
+    assert a == b
+    (c,) = jobs(render(nvflare(sites=["a", "b", "c"])))
+    assert c["metadata"]["name"] != a["metadata"]["name"]

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import pulumi
 
-from components import kube
+from components import checks, kube, verify
 from components.config import FederationConfig
 from components.config.model import (
     CIDR_HELP,
@@ -58,6 +58,10 @@ LEGACY_KITS = nvflare_kits.LEGACY_TYPE
 SERVER_MODULE = "nvflare.private.fed.app.server.server_train"
 CLIENT_MODULE = "nvflare.private.fed.app.client.client_train"
 ADMIN_MODULE = "nvflare.fuel.hci.tools.admin"
+VERIFY = "nvflare-verify"  # the verification kit's objects, in the admin namespace
+VERIFY_WORKSPACE = "/var/tmp/nvflare/verify"
+VERIFY_DIR = "/etc/flstack/verify"
+VERIFY_WAIT_SECONDS = 60  # sites run before the Job starts; registering takes them seconds
 SITE_LABEL = "flstack.dev/nvflare-site"
 # On every site namespace: the server's NetworkPolicy admits site pods from namespaces carrying it.
 SITES_OF_LABEL = "flstack.dev/nvflare-sites-of"
@@ -80,6 +84,7 @@ RESERVED_SITE_NAMES = {
 # Defaults when a resources block leaves cpu or memory out (every container gets requests and a memory limit).
 FL_RESOURCES = Resources(cpu="500m", memory="1Gi")
 ADMIN_RESOURCES = Resources(cpu="100m", memory="256Mi")
+VERIFY_RESOURCES = Resources(cpu="100m", memory="512Mi")  # an admin session: nvflare's client stack in memory
 # The Kubernetes API server, for the job launcher: its address differs per cluster and is reached after DNAT
 # (no pod selector matches it), so launcher pods may open these ports to any address.
 API_SERVER_PORTS = (443, 6443)
@@ -143,6 +148,8 @@ class NvflareSettings:
                 "'kubernetes' needs siteNamespaces 'separate': in one shared namespace every site's parent would "
                 "use the same launcher account, which can start pods mounting the other sites' keys",
             )
+        if self.admin == verifier_name(self.admin):
+            yield "admin", f"{self.admin!r} is the verification Job's identity: pick another admin name"
         installed = _installed_nvflare()
         if installed != self.version:
             yield (
@@ -219,8 +226,14 @@ def _kit_volumes(prefix: str) -> list[dict[str, Any]]:
     ]
 
 
+def verifier_name(admin: str) -> str:
+    """The verification kit's identity: an admin name (nvflare names admins by email) beside the project admin's."""
+    return f"flstack-verify@{admin.rpartition('@')[2]}"
+
+
 class NvflareFederation(pulumi.ComponentResource):
     Settings = NvflareSettings
+    VERIFIES = True  # `verify`: a Job with its own least-role admin kit checks every site registered
 
     def __init__(
         self,
@@ -236,6 +249,7 @@ class NvflareFederation(pulumi.ComponentResource):
         self._platform = platform
         ns = federation.home_namespace
         self.namespace = ns
+        self.verify = bool(federation.verify)
         self.kubernetes_launcher = s.job_launcher == "kubernetes"
         dns_names = kube.service_dns_names(SERVER, ns)
         self.server_fqdn = dns_names[-1]
@@ -272,7 +286,7 @@ class NvflareFederation(pulumi.ComponentResource):
         home = platform.opts(self, depends_on=[namespaces[ns]])
         server_kit = self._kit(ns, SERVER, ca.server_kit, home)
         workspace = kube.apply(self._workspace_claim(ns, SERVER, "server"), self._retained(namespaces[ns]))
-        kube.apply(self._server(ns, server_kit), platform.opts(self, depends_on=[workspace]))
+        workloads = [kube.apply(self._server(ns, server_kit), platform.opts(self, depends_on=[workspace]))]
         kube.apply(self._server_service(ns), home)
         kube.apply(self._server_policy(ns), home)
 
@@ -295,10 +309,29 @@ class NvflareFederation(pulumi.ComponentResource):
             in_ns = platform.opts(self, depends_on=[namespaces[namespace]])
             site_kit = self._kit(namespace, site, self._participant_kit(site, site, "client", namespace).kit, in_ns)
             claim = kube.apply(self._workspace_claim(namespace, site, "site"), self._retained(namespaces[namespace]))
-            kube.apply(self._site(namespace, site, site_kit), platform.opts(self, depends_on=[claim]))
+            workloads.append(kube.apply(self._site(namespace, site, site_kit), platform.opts(self, depends_on=[claim])))
             if self.kubernetes_launcher:
                 kube.apply(self._site_service(namespace, site), in_ns)
                 kube.apply(self._site_policy(namespace, site), in_ns)
+
+        verification: dict[str, Any] = {}
+        if self.verify:
+            verifier = self._participant_kit(
+                "verify", verifier_name(s.admin), "admin", admin_ns, role=nvflare_kits.VERIFIER_ROLE
+            )
+            verifier_kit = self._kit(admin_ns, VERIFY, verifier.kit, in_admin)
+            kube.apply(self._verify_script(admin_ns), in_admin)
+            job = verify.verification_job(
+                "verify",
+                admin_ns,
+                **self._verification(verifier_kit),
+                depends_on=workloads,
+                opts=in_admin,
+                labels=verify.labels("nvflare", name),
+                uid=UID,
+                service_account="nvflare",
+            )
+            verification = {"verificationLog": verify.log_command(job)}
 
         admin_exec = f"kubectl -n {admin_ns} exec -it deploy/{ADMIN} --"
         self.outputs: dict[str, Any] = {
@@ -316,6 +349,7 @@ class NvflareFederation(pulumi.ComponentResource):
             "systemStatus": f"kubectl -n {admin_ns} exec deploy/{ADMIN} -- python3 -m nvflare.cli system status "
             f"--startup-kit {ADMIN_WORKSPACE}",
             "adminStop": f"kubectl -n {admin_ns} scale deploy/{ADMIN} --replicas=0",
+            **verification,
         }
         self.register_outputs(self.outputs)
 
@@ -352,11 +386,13 @@ class NvflareFederation(pulumi.ComponentResource):
         host_names = list(dict.fromkeys([*dns_names[:-1], *self.settings.exposure.hostnames]))
         return {**self._common_inputs(), "hostNames": host_names, "jobLauncher": self._launcher_inputs(ns)}
 
-    def _participant_kit(self, key: str, name: str, kind: str, ns: str) -> nvflare_kits.NvflareKit:
+    def _participant_kit(
+        self, key: str, name: str, kind: str, ns: str, role: str | None = None
+    ) -> nvflare_kits.NvflareKit:
         """`name`'s own kit, signed by the CA: adding a participant provisions and stores only its kit."""
         inputs = {
             **self._common_inputs(),
-            "participant": {"name": name, "type": kind},
+            "participant": {"name": name, "type": kind, **({"role": role} if role else {})},
             "connectTo": None,
             # The admin runs no jobs: its kit has no launcher whatever the sites use.
             "jobLauncher": self._launcher_inputs(ns) if kind == "client" else {"kind": "process"},
@@ -570,6 +606,52 @@ class NvflareFederation(pulumi.ComponentResource):
         pod = self._pod([container], volumes, launcher=False)
         return self._deployment(ns, ADMIN, self._labels("admin"), pod, kit, replicas=0)
 
+    def _verify_script(self, ns: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": f"{VERIFY}-script", "namespace": ns, "labels": verify.labels("nvflare", self.name)},
+            "data": {"verify.py": checks.script("nvflare_verify")},
+        }
+
+    def _verification(self, kit: pulumi.Output[str]) -> dict[str, Any]:
+        """The Job's container, volumes and subject: `check_status` as the least-role verification admin."""
+        s = self.settings
+        username = verifier_name(s.admin)
+        sites = json.dumps(sorted(s.sites))
+        command = ["python3", f"{VERIFY_DIR}/verify.py", VERIFY_WORKSPACE, username, sites, str(VERIFY_WAIT_SECONDS)]
+        container = {
+            "name": "verify",
+            "image": self._image(),
+            "command": command,
+            "workingDir": VERIFY_WORKSPACE,
+            "env": HOME_ENV,
+            "volumeMounts": [
+                {"name": "workspace", "mountPath": VERIFY_WORKSPACE},
+                *_kit_mounts(VERIFY_WORKSPACE),
+                {"name": "transfer", "mountPath": f"{VERIFY_WORKSPACE}/transfer"},
+                {"name": "script", "mountPath": VERIFY_DIR, "readOnly": True},
+                *SCRATCH_MOUNTS,
+            ],
+            "resources": VERIFY_RESOURCES.manifest(),
+        }
+        volumes = [
+            {"name": "workspace", "emptyDir": {}},
+            *_kit_volumes(VERIFY),
+            {"name": "transfer", "emptyDir": {}},
+            {"name": "script", "configMap": {"name": f"{VERIFY}-script"}},
+            *SCRATCH_VOLUMES,
+        ]
+        subject = {
+            "server": f"{self.server_fqdn}:{FL_PORT}",
+            "sites": sorted(s.sites),
+            "kitSha256": kit,  # the verification kit (re-issued certificates, a new CA generation) and its trust
+            "image": container["image"],
+            "command": command,
+            "script": verify.digest(checks.script("nvflare_verify")),
+        }
+        return {"subject": subject, "container": container, "volumes": volumes}
+
     def _server_service(self, ns: str) -> dict[str, Any]:
         ports = [{"name": "fl", "port": FL_PORT, "targetPort": "fl", "protocol": "TCP"}]
         if self.kubernetes_launcher:
@@ -593,6 +675,8 @@ class NvflareFederation(pulumi.ComponentResource):
             "podSelector": {"matchLabels": _selector(self._labels("admin"))},
         }
         peers = [*self._site_peers("site"), admin]
+        if self.verify:  # the verification Job's pod in the admin namespace, and only while verification is on
+            peers.append(verify.peer("nvflare", self.name, self.admin_namespace))
         rules: list[dict[str, Any]] = []
         if self.kubernetes_launcher:
             # Job pods (labelled by the study pod template) join the server's backbone and their parent's port.

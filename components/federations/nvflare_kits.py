@@ -46,6 +46,9 @@ STARTUP_SUFFIXES = (".json", ".crt", ".key", ".pem")
 # Validity of a newly made root CA. nvflare refuses to reuse a root whose validity differs: never change it.
 ROOT_VALID_DAYS = 3650
 ADMIN_ROLE = "project_admin"
+# The verification Job's identity: nvflare 2.9's default authorization (master_template.yml, default_authz)
+# gives `member` only `view` (check_status, list_jobs, ...): it cannot submit, manage or operate anything.
+VERIFIER_ROLE = "member"
 # cert.json keys that are the root CA, not participants (renewing the root is a new caGeneration).
 ROOT_KEYS = ("root_cert", "root_pri_key")
 CN_LIMIT = 64  # nvflare truncates long server names to the 64-character CN limit
@@ -254,7 +257,7 @@ def project_definition(
     """nvflare's project.yml (API version 3) as a dict: the builders must be listed or nothing is built.
 
     The server is always part of the project (a client's fed_client.json names it); `participants` are
-    `{name, type}` with type client or admin.
+    `{name, type}` with type client or admin (an admin's `role`: project_admin unless given).
     """
     org = inputs["org"]
     server = {
@@ -268,7 +271,7 @@ def project_definition(
     for p in participants:
         member = {"name": p["name"], "type": p["type"], "org": org}
         if p["type"] == "admin":
-            member["role"] = ADMIN_ROLE
+            member["role"] = p.get("role", ADMIN_ROLE)  # the project admin, or a least-role admin (verification)
         elif connect_to:
             member["connect_to"] = {"host": connect_to["host"], "port": connect_to["port"]}
         members.append(member)

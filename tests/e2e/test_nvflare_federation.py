@@ -9,6 +9,9 @@ venv's interpreter, and the network (tests/e2e/loopback: wildcard binds go to 12
 the server's Service FQDN resolves to a loopback address of that pod's own, where a forwarder admits only the
 connections the rendered NetworkPolicies allow: tests/e2e/policy.py). With site-2's namespace label changed,
 site-2 is refused, the federation forms without it, and the test names the dropped flow.
+The stack's verification Job (verify defaults to true on minikube) runs from its rendered command and mounted
+verification kit through the same enforcement: it succeeds with both sites up, and fails naming site-2 when
+site-2 is not started.
 """
 
 from __future__ import annotations
@@ -59,14 +62,18 @@ class Federation:
     enforcement: Enforcement
     python: Path
     sites: list[str]
+    verifier: LocalPod  # the verification Job's pod, ready to run once
 
 
 @contextmanager
 def started(
-    tmp_path: Path, change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None
+    tmp_path: Path,
+    change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
+    missing: frozenset[str] = frozenset(),
 ) -> Iterator[Federation]:
-    """The rendered server and sites running; every client pod (sites, admin) reaches the server's Service through
-    a forwarder that admits only what the rendered NetworkPolicies allow (`change`: a changed copy of them)."""
+    """The rendered server and sites (but those in `missing`) running; every client pod (sites, admin, the
+    verification Job's) reaches the server's Service through a forwarder that admits only what the rendered
+    NetworkPolicies allow (`change`: a changed copy of them)."""
     python = VENV / "bin" / "python"
     if not python.exists():
         pytest.fail(
@@ -90,6 +97,8 @@ def started(
     }
     sites = sorted(outputs["sites"])
     assert sites == ["site-1", "site-2"] and set(pods) == {"nvflare-server", "nvflare-admin", *sites}
+    (job,) = [o for o in manifests if o["kind"] == "Job" and o["metadata"]["name"].startswith("verify-")]
+    verifier = materialize(job, manifests, tmp_path / "verify", python, env)
     enforcement = Enforcement(change(manifests) if change else manifests, tmp_path / "netpol")
     (tmp_path / "logs").mkdir()
     processes = Processes(tmp_path / "logs")
@@ -100,11 +109,15 @@ def started(
                 source = (deployment["metadata"]["namespace"], f"{name}-0")
                 address = enforcement.loopback_route(source, server_host, int(port), upstream_port=int(port))
                 pods[name].env["FLSTACK_E2E_HOSTS"] = f"{server_host}={address}"
+        source = (job["metadata"]["namespace"], f"{job['metadata']['name']}-0")
+        address = enforcement.loopback_route(source, server_host, int(port), upstream_port=int(port))
+        verifier.env["FLSTACK_E2E_HOSTS"] = f"{server_host}={address}"
         processes.start(pods["nvflare-server"])
         _wait_for_listener(int(port), processes)
         for site in sites:
-            processes.start(pods[site])
-        yield Federation(outputs, pods, processes, enforcement, python, sites)
+            if site not in missing:
+                processes.start(pods[site])
+        yield Federation(outputs, pods, processes, enforcement, python, sites, verifier)
     finally:
         processes.stop_all()
         enforcement.close()
@@ -123,18 +136,81 @@ def test_the_rendered_server_and_sites_register_with_the_admin_console(tmp_path:
         _wait_for_sites(outputs, pods["nvflare-admin"], python, sites, processes)
         status = _run_in_pod(outputs["systemStatus"], pods["nvflare-admin"], python)
         assert status.returncode == 0 and all(site in status.stdout for site in sites), status.stdout + status.stderr
+        verification = _run_verification(federation)
+        rights = _verifier_rights(federation)
     assert all(process.poll() is not None for _, process, _ in processes.running)
+    # Least role: the verification identity may view (check_status), and nvflare refuses it an `operate` command.
+    answers = [line for line in rights.stdout.splitlines() if line.startswith(("view: ", "operate: "))]
+    assert answers == ["view: allowed", "operate: AuthorizationError"], rights.stdout + rights.stderr
+    assert verification.returncode == 0, verification.stdout + verification.stderr
+    assert "VERIFIED: all 2 sites registered with the server: site-1, site-2" in verification.stdout
     assert federation.enforcement.refusals() == []
     went_through = {entry.split(" ->")[0] for entry in federation.enforcement.admitted()}
     assert went_through == {
         "admitted demo-site-1/site-1-0",
         "admitted demo-site-2/site-2-0",
         "admitted demo-admin/nvflare-admin-0",
+        f"admitted demo-admin/{federation.verifier.name}-0",  # the verification Job's pod, admitted by name
     }
     # startup/ and local/ are read-only mounts in the pods: nothing may have been written into them.
     assert {name: _kit_files(pod) for name, pod in pods.items()} == kits_before
     workspace = pods["nvflare-server"].path("/var/tmp/nvflare/workspace")
     assert (workspace / "jobs-storage").is_dir(), "the server's job store belongs on its persistent workspace"
+
+
+def test_the_verification_job_fails_naming_the_site_that_is_not_started(tmp_path: Path) -> None:
+    with started(tmp_path, missing=frozenset({"site-2"})) as federation:
+        verification = _run_verification(federation)
+        refusals = federation.enforcement.refusals()
+    assert refusals == [], refusals
+    assert verification.returncode == 1, verification.stdout + verification.stderr
+    last = verification.stdout.strip().splitlines()[-1]
+    assert last.startswith("VERIFICATION FAILED: site(s) site-2 not registered with the server after 60s"), last
+    assert last.endswith("(registered: site-1)"), last
+
+
+def _run_verification(federation: Federation) -> subprocess.CompletedProcess[str]:
+    """The rendered verification Job's container, once, as the kubelet would start it."""
+    pod = federation.verifier
+    return subprocess.run(
+        pod.argv,
+        cwd=pod.cwd,
+        env=pod.env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        start_new_session=True,
+        check=False,
+    )
+
+
+def _verifier_rights(federation: Federation) -> subprocess.CompletedProcess[str]:
+    """What the server lets the verification identity do: `check_status` (view), `report_resources` (operate)."""
+    pod = federation.verifier
+    kit, user = pod.argv[2], pod.argv[3]  # the rendered command: verify.py KIT_DIR USERNAME ...
+    probe = (
+        "import sys\n"
+        "from nvflare.fuel.flare_api.flare_api import new_secure_session\n"
+        "session = new_secure_session(sys.argv[2], sys.argv[1], timeout=30)\n"
+        "calls = (('view', session.get_system_info), ('operate', lambda: session.report_resources('server')))\n"
+        "for right, call in calls:\n"
+        "    try:\n"
+        "        call()\n"
+        "        print(f'{right}: allowed')\n"
+        "    except Exception as ex:\n"
+        "        print(f'{right}: {type(ex).__name__}')\n"
+        "session.close()\n"
+    )
+    return subprocess.run(
+        [pod.argv[0], "-c", probe, kit, user],
+        cwd=pod.cwd,
+        env=pod.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        start_new_session=True,
+        check=False,
+    )
 
 
 def _site_2_namespace_relabelled(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:

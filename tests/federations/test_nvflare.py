@@ -188,7 +188,9 @@ def test_kits_are_secret_and_made_by_the_default_dynamic_provider(default: Rende
     (ca,) = default.of_type(nvflare_kits.CA_TYPE)
     assert ca["options"]["additionalSecretOutputs"] == ["caKey", "serverKit"]
     kits = default.of_type(nvflare_kits.KIT_TYPE)
-    assert sorted(k["name"] for k in kits) == ["demo-kit-admin", "demo-kit-site-1", "demo-kit-site-2"]
+    # ... and the verification Job's own kit (verify is on by default on minikube)
+    names = sorted(k["name"] for k in kits)
+    assert names == ["demo-kit-admin", "demo-kit-site-1", "demo-kit-site-2", "demo-kit-verify"]
     for kit in kits:
         assert kit["options"]["additionalSecretOutputs"] == ["caKey", "kit"]
         assert kit["inputs"]["caKey"] == "[secret]"  # the CA's key signs the kit: secret on the way in too
@@ -343,14 +345,20 @@ def test_the_launcher_role_is_namespaced_and_least_privilege(kubernetes: Renderi
 def test_the_admin_kit_is_out_of_reach_of_the_launcher_accounts(kubernetes: Rendering) -> None:
     """Launcher accounts create pods and write Secrets in their namespace: the project admin's kit is elsewhere."""
     in_admin_ns = [o for o in kubernetes.manifests() if o["metadata"].get("namespace") == "demo-admin"]
+    # ... beside the verification Job and its own least-role kit (verify is on by default on minikube).
+    job = next(o["metadata"]["name"] for o in in_admin_ns if o["kind"] == "Job")
     assert sorted((o["kind"], o["metadata"]["name"]) for o in in_admin_ns) == [
         ("ConfigMap", "nvflare-admin-local"),
+        ("ConfigMap", "nvflare-verify-local"),
+        ("ConfigMap", "nvflare-verify-script"),
         ("Deployment", "nvflare-admin"),
+        ("Job", job),
         ("LimitRange", "container-defaults"),
         ("NetworkPolicy", "admin-to-server"),
         ("NetworkPolicy", "allow-dns"),
         ("NetworkPolicy", "default-deny"),
         ("Secret", "nvflare-admin-startup"),
+        ("Secret", "nvflare-verify-startup"),
         ("ServiceAccount", "nvflare"),
     ]
     assert kubernetes.find("ServiceAccount", "nvflare", "demo-admin")["automountServiceAccountToken"] is False
@@ -525,7 +533,15 @@ def test_a_third_site_adds_only_its_own_resources_and_changes_no_other() -> None
         (nvflare_kits.KIT_TYPE, "demo-kit-site-3"),
     ]
     assert changes.removed == []
-    assert changes.changed == {}  # nobody else's kit, not even the CA's inputs
+    # Nobody else's kit, not even the CA's inputs; only what the verification checks changed: a new Job name
+    # (so it runs again), site-3 in its list, and it waits for site-3 too.
+    assert changes.changed == {
+        ("kubernetes:batch/v1:Job", "job:demo-admin/verify"): [
+            "inputs.metadata.name",
+            "inputs.spec.template.spec.containers[0].command[4]",
+            "options.dependsOn",
+        ],
+    }
 
 
 def kit_inputs(rendering: Rendering, name: str) -> dict[str, Any]:

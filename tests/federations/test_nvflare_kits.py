@@ -112,6 +112,18 @@ def test_the_admin_kit_carries_the_project_admin_role(ca: dict[str, Any]) -> Non
     cert(startup["client.crt"]).verify_directly_issued_by(cert(ca["rootCa"]))
 
 
+def test_the_verification_kit_is_a_least_role_member_signed_by_the_same_ca(ca: dict[str, Any]) -> None:
+    """The verification Job's identity: nvflare's `member` role (default authorization: view only)."""
+    verifier = {"name": "flstack-verify@flstack.dev", "type": "admin", "role": nvflare_kits.VERIFIER_ROLE}
+    inputs = kit_inputs(ca, "flstack-verify@flstack.dev", "admin", participant=verifier)
+    kit = (ParticipantKitProvider().create(inputs).outs or {})["kit"]
+    issued = cert(kit["startup"]["client.crt"])
+    assert issued.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "flstack-verify@flstack.dev"
+    assert issued.subject.get_attributes_for_oid(NameOID.UNSTRUCTURED_NAME)[0].value == "member"
+    assert issued.issuer == cert(ca["rootCa"]).subject
+    assert kit["startup"]["rootCA.pem"] == ca["rootCa"]
+
+
 def test_a_site_outside_the_cluster_dials_the_public_host_and_checks_the_server_identity(ca: dict[str, Any]) -> None:
     public = {"host": "fl.example.org", "port": 30802}
     outside = ParticipantKitProvider().create(kit_inputs(ca, "site-9", connectTo=public)).outs or {}
@@ -218,7 +230,9 @@ def key_material(engine: DynamicUp) -> dict[str, str]:
 def test_adding_a_site_provisions_and_stores_only_that_site_and_keeps_every_certificate() -> None:
     engine = DynamicUp()
     up(engine, stack(["site-1", "site-2"]))
-    assert sorted(engine.written) == ["demo-ca", "demo-kit-admin", "demo-kit-site-1", "demo-kit-site-2"]
+    # The verification Job's own kit too (verify is on by default on minikube); its inputs name no site.
+    kits = ["demo-ca", "demo-kit-admin", "demo-kit-site-1", "demo-kit-site-2", "demo-kit-verify"]
+    assert sorted(engine.written) == kits
     before = key_material(engine)
     up(engine, stack(["site-1", "site-2", "site-3"]))
     assert list(engine.written) == ["demo-kit-site-3"]

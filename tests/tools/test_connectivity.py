@@ -67,7 +67,7 @@ CLIENTS: dict[str, Callable[[netpol.Cluster, str, dict[str, Any]], list[Dial]]] 
     "flower": _coordinator(
         "superlinkAddress", lambda pod, name: _component(pod, name) in {"supernode", "superexec", "verify"}
     ),
-    "nvflare": _coordinator("serverAddress", lambda pod, name: _component(pod, name) in {"site", "admin"}),
+    "nvflare": _coordinator("serverAddress", lambda pod, name: _component(pod, name) in {"site", "admin", "verify"}),
     "kubeflow": _coordinator("masterAddress", lambda pod, name: pod.labels.get(JOBSET) == name),  # node 0 too
     "fate": _fate,
     "fltk": _fltk,
@@ -359,3 +359,28 @@ def test_kubeflows_verification_nodes_reach_their_own_master_only() -> None:
         assert own.allowed and str(own.flows[-1].destination) == f"{federation}/{name}-node-0-0", own.explain()
         host, _, port = outputs[federation]["masterAddress"].rpartition(":")
         assert not cluster.connect(check[-1], host, int(port)).allowed  # not the federation's own training
+
+
+@pytest.mark.parametrize(
+    ("stack", "output_key"), [("local-flower", "superlinkAddress"), ("local-nvflare", "serverAddress")]
+)
+def test_the_verification_pod_is_admitted_by_name_only_while_verification_is_on(stack: str, output_key: str) -> None:
+    """The verification Job's pod reaches its coordinator (the test above); the same pod beside the same federation
+    rendered with `verify: false` is refused: the admission is its own rule, nothing the federation had anyway."""
+    rendering = render_stack(stack)
+    (job,) = [o for o in rendering.manifests() if o["kind"] == "Job" and o["metadata"]["name"].startswith("verify-")]
+    address = rendering.outputs(reveal=True)["federations"]["demo"][output_key]
+    host, _, port = address.rpartition(":")
+    on = netpol.Cluster.from_manifests(rendering.manifests())
+    pod = on.pod(job["metadata"]["namespace"], job["metadata"]["name"] + "-0")
+    assert on.connect(pod, host, int(port)).allowed
+
+    raw = stack_files.load(stack).config
+    config = {k.removeprefix("flstack:"): json.loads(v) for k, v in raw.items() if k.startswith("flstack:")}
+    config["federations"] = [{**fed, "verify": False} for fed in config["federations"]]
+    without = render(config).manifests()
+    assert not [o for o in without if o["kind"] == "Job" and o["metadata"]["name"].startswith("verify-")]
+    off = netpol.Cluster.from_manifests([*without, job])
+    refused = off.connect(off.pod(job["metadata"]["namespace"], job["metadata"]["name"] + "-0"), host, int(port))
+    assert not refused.allowed
+    assert f"TCP/{port} DROPPED: no ingress rule of " in refused.explain(), refused.explain()
