@@ -21,12 +21,16 @@ from typing import Any, Literal
 
 import pulumi
 
-from components import checks, kube, verify
+from components import checks, kube, stack_refs, verify
 from components.config import FederationConfig
 from components.config.model import (
     CIDR_HELP,
+    DNS_LABEL,
+    DNS_LABEL_HELP,
     QUANTITY,
     QUANTITY_HELP,
+    STACK_NAME,
+    STACK_NAME_HELP,
     Egress,
     Exposure,
     Resources,
@@ -96,6 +100,16 @@ LAUNCHER_RULES = [
 
 
 @dataclass(frozen=True)
+class NvflareJoin:
+    """A site stack's link to the hub stack that provisioned its kit (NVFlare's model: the project admin
+    makes every startup kit and hands it out): this stack deploys only that site."""
+
+    stack: str = rule(pattern=STACK_NAME, pattern_help=STACK_NAME_HELP)  # the hub's ORG/PROJECT/STACK
+    federation: str = rule(pattern=DNS_LABEL, pattern_help=DNS_LABEL_HELP)  # its name in the hub's config
+    site: str = rule(pattern=SITE_NAME, pattern_help=SITE_NAME_HELP)  # one of the hub's remoteSites
+
+
+@dataclass(frozen=True)
 class NvflareSettings:
     version: str = rule("2.9.0", pattern=r"[0-9]+\.[0-9]+\.[0-9]+", pattern_help="an NVFlare release such as 2.9.0")
     image: str = rule("nvflare/nvflare", pattern=IMAGE_REPOSITORY, pattern_help="an image repository (no tag)")
@@ -121,19 +135,29 @@ class NvflareSettings:
     # Certificates (nvflare issues them for 360 days) this close to expiry are re-issued by the next `up`,
     # under the same root CA; the root itself (3650 days) is renewed only by a new caGeneration.
     renew_within_days: int = rule(30, min=1, max=300)
+    # Hub: sites deployed by other stacks in other clusters. Their kits are provisioned here and exported
+    # (secret) as `siteKits`; they dial exposure.hostnames[0], admitted from the exposure's CIDRs only.
+    remote_sites: list[str] = rule(default_factory=list, pattern=SITE_NAME, pattern_help=SITE_NAME_HELP)
+    # Site stack: deploy only this site of a hub stack's federation, with the kit the hub exports.
+    join: NvflareJoin | None = None
 
     def check(self) -> Iterator[tuple[str, str]]:
-        if not self.sites:
+        if self.join is not None:
+            yield from self._check_join()
+        elif not self.sites and not self.remote_sites:
             yield "sites", "required: list at least one site, e.g. [site-1, site-2]"
-        first: dict[str, int] = {}
-        for i, site in enumerate(self.sites):
-            if site is None:
-                continue
-            if site in first:
-                yield f"sites[{i}]", f"{site!r} is already sites[{first[site]}]: site names must be unique"
-            first.setdefault(site, i)
-            if site in RESERVED_SITE_NAMES:
-                yield f"sites[{i}]", f"{site!r} is {RESERVED_SITE_NAMES[site]}: pick another"
+        first: dict[str, str] = {}
+        for key, names in (("sites", self.sites), ("remoteSites", self.remote_sites)):
+            for i, site in enumerate(names):
+                if site is None:
+                    continue
+                if site in first:
+                    yield f"{key}[{i}]", f"{site!r} is already {first[site]}: site names must be unique"
+                first.setdefault(site, f"{key}[{i}]")
+                if site in RESERVED_SITE_NAMES:
+                    yield f"{key}[{i}]", f"{site!r} is {RESERVED_SITE_NAMES[site]}: pick another"
+        if self.remote_sites:
+            yield from self._check_hub()
         ack = self.exposure.allow_internet
         yield from open_cidrs("allowedCidrs", self.allowed_cidrs, ack, "exposure.allowInternet")
         if self.exposure.type == "NodePort" and not self.allowed_cidrs:
@@ -158,6 +182,43 @@ class NvflareSettings:
                 f"to deploy {self.version}, pin nvflare=={self.version} in requirements.txt",
             )
 
+    def _check_hub(self) -> Iterator[tuple[str, str]]:
+        exposure = self.exposure
+        if exposure.type == "ClusterIP":
+            yield "exposure.type", "remoteSites dial the server from other clusters: use 'LoadBalancer' or 'NodePort'"
+        if not exposure.hostnames:
+            yield (
+                "exposure.hostnames",
+                "required with remoteSites: the public name they dial (it goes into the server's certificate)",
+            )
+        if exposure.type == "NodePort" and exposure.node_port is None:
+            yield "exposure.nodePort", "required with remoteSites and type 'NodePort': their kits name the port"
+        if self.job_launcher != "process":
+            yield (
+                "jobLauncher",
+                "remoteSites need 'process': a Kubernetes launcher's kit names the namespaces and image of the "
+                "cluster it runs in, which the hub does not manage",
+            )
+
+    def _check_join(self) -> Iterator[tuple[str, str]]:
+        for key, value in (("sites", self.sites), ("remoteSites", self.remote_sites)):
+            if value:
+                yield key, "not used with join: a site stack deploys only join.site (the hub lists the sites)"
+        if self.exposure.type != "ClusterIP":
+            yield "exposure.type", "not used with join: a site listens on nothing, it dials the hub's server"
+        if self.job_launcher != "process":
+            yield "jobLauncher", "join needs 'process': the hub provisions the site's kit for in-pod jobs"
+        if not self.egress.cidrs:
+            yield (
+                "egress.cidrs",
+                "required with join: the hub server's public address range (and ports [8002] or its nodePort), "
+                "the only place this site may dial besides DNS",
+            )
+
+    def public_port(self) -> int:
+        """The port sites outside the hub's cluster dial."""
+        return self.exposure.node_port if self.exposure.type == "NodePort" and self.exposure.node_port else FL_PORT
+
     def site_namespace(self, site: str, home: str) -> str:
         return f"{home}-{site}" if self.site_namespaces == "separate" else home
 
@@ -165,6 +226,8 @@ class NvflareSettings:
         return f"{home}-admin"
 
     def party_namespaces(self, home: str) -> list[tuple[str, str]]:
+        if self.join is not None:
+            return [("join.site", self.site_namespace(self.join.site, home))] if self.join.site else []
         admin = [("admin", self.admin_namespace(home))]
         if self.site_namespaces == "shared":
             return admin
@@ -257,6 +320,11 @@ class NvflareFederation(pulumi.ComponentResource):
         self.site_namespaces = site_ns
         admin_ns = s.admin_namespace(ns)
         self.admin_namespace = admin_ns
+        self.outputs: dict[str, Any]
+        if s.join is not None:
+            self.outputs = self._joined_site(s.join, ns)
+            self.register_outputs(self.outputs)
+            return
 
         # Provisioned locally by the Python dynamic provider (its default provider: it touches no cluster or cloud).
         ca = nvflare_kits.NvflareCa(
@@ -333,8 +401,14 @@ class NvflareFederation(pulumi.ComponentResource):
             )
             verification = {"verificationLog": verify.log_command(job)}
 
+        # Sites of other stacks: provisioned here (the project admin makes every kit), deployed there.
+        public = {"host": s.exposure.hostnames[0], "port": s.public_port()} if s.remote_sites else None
+        remote_kits = {
+            site: self._participant_kit(site, site, "client", ns, connect_to=public).kit for site in s.remote_sites
+        }
+
         admin_exec = f"kubectl -n {admin_ns} exec -it deploy/{ADMIN} --"
-        self.outputs: dict[str, Any] = {
+        self.outputs = {
             "namespace": ns,
             "adminNamespace": admin_ns,
             "serverAddress": f"{self.server_fqdn}:{FL_PORT}",
@@ -351,7 +425,31 @@ class NvflareFederation(pulumi.ComponentResource):
             "adminStop": f"kubectl -n {admin_ns} scale deploy/{ADMIN} --replicas=0",
             **verification,
         }
+        if public:
+            self.outputs["publicAddress"] = f"{public['host']}:{public['port']}"
+            # What each site stack reads (`join`): its private key inside, so secret (and with it, as the engine
+            # keeps secrecy per top-level output, the whole `federations` output when read from another stack).
+            self.outputs["siteKits"] = pulumi.Output.secret(remote_kits)
         self.register_outputs(self.outputs)
+
+    def _joined_site(self, join: NvflareJoin, home: str) -> dict[str, Any]:
+        """A site stack: one site, its kit read from the hub stack's outputs; no server, CA or admin here."""
+        s, platform, site = self.settings, self._platform, join.site
+        ns = s.site_namespace(site, home)
+        self.site_namespaces = {site: ns}
+        namespace = kube.apply(kube.namespace(ns), platform.opts(self, retain_on_delete=True))
+        in_ns = platform.opts(self, depends_on=[namespace])
+        # Default-deny, DNS, and egress only to egress.cidrs: the hub server's public address.
+        for obj in kube.baseline(ns, s.egress):
+            kube.apply(obj, in_ns)
+        kube.apply(self._fl_service_account(ns), in_ns)
+        key = f"flstack:federations[{self.name}].nvflare.join.stack"
+        kit = stack_refs.stack_output(join.stack, "federations", join.federation, "siteKits", site, key=key)
+        kit_hash = self._kit(ns, site, kit, in_ns)
+        claim = kube.apply(self._workspace_claim(ns, site, "site"), self._retained(namespace))
+        kube.apply(self._site(ns, site, kit_hash), platform.opts(self, depends_on=[claim]))
+        address = stack_refs.stack_output(join.stack, "federations", join.federation, "publicAddress", key=key)
+        return {"namespace": ns, "site": site, "hub": join.stack, "serverAddress": address}
 
     # --- provisioning --------------------------------------------------------------------------
 
@@ -387,15 +485,22 @@ class NvflareFederation(pulumi.ComponentResource):
         return {**self._common_inputs(), "hostNames": host_names, "jobLauncher": self._launcher_inputs(ns)}
 
     def _participant_kit(
-        self, key: str, name: str, kind: str, ns: str, role: str | None = None
+        self,
+        key: str,
+        name: str,
+        kind: str,
+        ns: str,
+        role: str | None = None,
+        connect_to: dict[str, Any] | None = None,
     ) -> nvflare_kits.NvflareKit:
-        """`name`'s own kit, signed by the CA: adding a participant provisions and stores only its kit."""
+        """`name`'s own kit, signed by the CA: adding a participant provisions and stores only its kit.
+        `connect_to`: the public host and port a site in another cluster dials."""
+        launcher = kind == "client" and connect_to is None  # the admin and remote sites run no launcher of ours
         inputs = {
             **self._common_inputs(),
             "participant": {"name": name, "type": kind, **({"role": role} if role else {})},
-            "connectTo": None,
-            # The admin runs no jobs: its kit has no launcher whatever the sites use.
-            "jobLauncher": self._launcher_inputs(ns) if kind == "client" else {"kind": "process"},
+            "connectTo": connect_to,
+            "jobLauncher": self._launcher_inputs(ns) if launcher else {"kind": "process"},
             "rootCa": self.ca.root_ca,
             "caKey": self.ca.ca_key.apply(pulumi.Output.secret),  # secret whatever the engine does with outputs
         }

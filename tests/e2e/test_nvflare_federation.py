@@ -256,7 +256,12 @@ def _wait_for_listener(port: int, processes: Processes) -> None:
 
 
 def _wait_for_sites(
-    outputs: dict[str, Any], admin: LocalPod, python: Path, sites: list[str], processes: Processes
+    outputs: dict[str, Any],
+    admin: LocalPod,
+    python: Path,
+    sites: list[str],
+    processes: Processes,
+    wrap: Callable[[list[str]], list[str]] = list,
 ) -> str:
     """Runs the stack output's admin console in the admin pod until `check_status client` lists every site."""
     session = f"{outputs['adminUser']}\ncheck_status client\nbye\n"  # the console asks for the user name first
@@ -264,25 +269,29 @@ def _wait_for_sites(
     output = ""
     while time.monotonic() < deadline:
         processes.check_alive()
-        console = _run_in_pod(outputs["adminConsole"], admin, python, stdin=session)
+        console = _run_in_pod(outputs["adminConsole"], admin, python, stdin=session, wrap=wrap)
         output = console.stdout + console.stderr
         if all(re.search(rf"\|\s*{site}\s*\|", output) for site in sites):
             return output
         time.sleep(1)
-    logs = "\n".join(f"--- {name}\n{processes.tail(name)}" for name in ("nvflare-server", *sites))
+    logs = "\n".join(f"--- {name}\n{processes.tail(name)}" for name, _, _ in processes.running)
     raise AssertionError(f"not every site registered in {REGISTRATION_SECONDS}s; console said:\n{output}\n{logs}")
 
 
 def _run_in_pod(
-    kubectl_exec: str, pod: LocalPod, python: Path, stdin: str | None = None
+    kubectl_exec: str,
+    pod: LocalPod,
+    python: Path,
+    stdin: str | None = None,
+    wrap: Callable[[list[str]], list[str]] = list,
 ) -> subprocess.CompletedProcess[str]:
-    """A `kubectl exec ... -- python3 ...` stack output, run in the local pod."""
+    """A `kubectl exec ... -- python3 ...` stack output, run in the local pod (`wrap`: in its network namespace)."""
     command = shlex.split(kubectl_exec)
     command = command[command.index("--") + 1 :]  # what runs in the pod
     assert command[0] == "python3"
     argv = [str(python), *(pod.translate(arg) for arg in command[1:])]
     return subprocess.run(
-        argv,
+        wrap(argv),
         cwd=pod.cwd,
         env=pod.env,
         input=stdin,
