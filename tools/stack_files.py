@@ -17,6 +17,7 @@ SECRET_PLACEHOLDER = "[secret {key}]"
 REFERENCED_STACKS: dict[str, str] = {
     "hub-org/flstack/eks-flower-hub": "eks-flower-hub",
     "lab-org/flstack/onprem-flower-site": "onprem-flower-site",
+    "hub-org/flstack/eks-nvflare-hub": "eks-nvflare-hub",
 }
 
 

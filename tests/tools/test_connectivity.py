@@ -136,9 +136,13 @@ def _listed_cidrs(federation: dict[str, Any]) -> list[str]:
 
 
 def _resolved_outside(federation: dict[str, Any], host: str) -> str:
-    """A cross-silo participant dials the hub's public name: it resolves into the config's superlinkCidrs."""
-    join = federation.get(federation["framework"], {}).get("join")
-    return str(ipaddress.ip_network(join["superlinkCidrs"][0]).network_address) if join else host
+    """A cross-silo participant dials the hub's public name: it resolves into the config's superlinkCidrs
+    (Flower) or the site's egress CIDRs (NVFlare: its only way out is the hub's address)."""
+    settings = federation.get(federation["framework"], {})
+    if not settings.get("join"):
+        return host
+    cidrs = settings["join"].get("superlinkCidrs") or settings["egress"]["cidrs"]
+    return str(ipaddress.ip_network(cidrs[0]).network_address)
 
 
 @pytest.mark.parametrize("stack", [*SHIPPED, SIDE_BY_SIDE])
