@@ -161,7 +161,8 @@ def test_each_federations_clients_reach_its_coordinator_by_service_name(stack: s
             connection = cluster.connect(pod, host, int(port))
             assert connection.allowed, connection.explain()
             checked += 1
-    assert checked >= 2
+    # An NVFlare site stack runs one site: its one dial is all there is.
+    assert checked >= (1 if stack == "onprem-nvflare-site" else 2)
 
 
 def cross_federation_flows(cluster: netpol.Cluster) -> list[str]:
