@@ -588,7 +588,9 @@ class NvflareFederation(pulumi.ComponentResource):
         # Private keys: secret whatever the engine does with additional_secret_outputs.
         startup: pulumi.Output[dict[str, str]] = kit.apply(lambda k: pulumi.Output.secret(k["startup"]))
         kube.apply(self._kit_secret(ns, prefix, startup), opts)
-        kube.apply(self._kit_config(ns, prefix, kit.apply(lambda k: k["local"])), opts)
+        # local/ holds no key: plain in its ConfigMap even when the kit arrives as one secret (the kit resource's
+        # secret output, or the hub's secret export read by a site stack).
+        kube.apply(self._kit_config(ns, prefix, pulumi.Output.unsecret(kit.apply(lambda k: k["local"]))), opts)
         # A one-way digest of the files, not the files: shown in plain text so previews say which pods roll.
         return pulumi.Output.unsecret(kit.apply(kit_digest))
 

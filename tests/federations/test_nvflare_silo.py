@@ -136,6 +136,8 @@ def test_the_site_stack_deploys_only_its_site_with_the_kit_the_hub_made(hub_rend
     assert secret["stringData"] == kit["startup"]
     (row,) = [r for r in rendering.resources() if r["type"] == "kubernetes:core/v1:Secret"]
     assert row["inputs"]["stringData"] == "[secret]"
+    (config_map,) = [r for r in rendering.resources() if r["type"] == "kubernetes:core/v1:ConfigMap"]
+    assert config_map["inputs"]["data"] == kit["local"]  # no key in local/: plain, though it came in a secret
     # The only way out besides DNS: the hub's public address on the FL port.
     egress = rendering.find("NetworkPolicy", "allow-listed-egress", "xsilo-site-a")["spec"]["egress"]
     assert egress == [{"to": [{"ipBlock": {"cidr": "192.0.2.20/32"}}], "ports": [{"protocol": "TCP", "port": 8002}]}]
