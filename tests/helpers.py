@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -13,7 +12,6 @@ import pulumi
 from components.federations import kubeflow_checks
 from tools import linked, stack_files
 from tools import render as render_tool
-from tools.mock_runtime import StackOutputs
 from tools.stack_files import StackFiles
 
 
@@ -34,37 +32,12 @@ def render(
 
 
 # Shipped stacks that other shipped stacks reference (cross-silo), by the name the references use.
-LINKED_STACKS = {f"fl-consortium/flstack/{stack}": stack for stack in ("fate-silo-a", "fate-silo-b")}
-
-
-@functools.cache
-def linked_renderings() -> dict[str, render_tool.Rendering]:
-    """Each linked stack as after its first `pulumi up`, when the stacks it links to had deployed nothing yet
-    (so mutual links need no order here), by the name references use."""
-    before_any = {name: StackOutputs({}) for name in LINKED_STACKS}
-    return {name: render_tool.render(stack, stack_outputs=before_any) for name, stack in LINKED_STACKS.items()}
-
-
-def linked_stack_outputs() -> dict[str, StackOutputs]:
-    """What a shipped stack's StackReferences read."""
-    return {name: rendering.stack_outputs() for name, rendering in linked_renderings().items()}
-
-
-def linked_stack_outputs_args(directory: Path) -> list[str]:
-    """The same for `python -m tools.render`: each linked render written to `directory`, one flag per stack."""
-    args = []
-    for name, rendering in linked_renderings().items():
-        rendering.write(directory / rendering.stack)
-        args += ["--stack-outputs", f"{name}={directory / rendering.stack}"]
-    return args
+LINKED_STACKS = stack_files.PEER_STACKS  # the FATE pair: each stack's name for the other
 
 
 def render_shipped(stack: str, preview: bool = False) -> render_tool.Rendering:
-    """A shipped stack, its references answered by linked_stack_outputs(); Flower's hub and participant
-    (tools/stack_files.py REFERENCED_STACKS) through tools/linked.py, in the order of their `pulumi up`s."""
-    if linked.references(stack_files.load(stack)):
-        return linked.render(stack, preview=preview)
-    return render_tool.render(stack, preview=preview, stack_outputs=linked_stack_outputs())
+    """A shipped stack, its references answered by the shipped stacks standing in for them (tools/linked.py)."""
+    return linked.render(stack, preview=preview)
 
 
 @functools.cache

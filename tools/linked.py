@@ -9,6 +9,9 @@ mirrors the order of `pulumi up`s: the hub's first up (before the participants j
 then the hub again. So a stack rendered for stacks that read it is rendered as it was before they joined:
 without the config list entries that name them (the hub's `participants` items). References at the top of
 a federation entry (a participant's `join`) are never dropped.
+
+Peers (PEER_STACKS: FATE parties, which read each other as equals) stand in as after their first `up`,
+before any peer had deployed: their own references read no outputs.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import pulumi
 from tools import render as render_tool
 from tools import stack_files
 from tools.mock_runtime import StackOutputs
-from tools.stack_files import REFERENCED_STACKS, StackFiles
+from tools.stack_files import PEER_STACKS, REFERENCED_STACKS, StackFiles
 
 
 @dataclass(frozen=True)
@@ -32,10 +35,11 @@ class Shipped:
 
     load: Callable[[str], StackFiles] = stack_files.load
     referenced: Mapping[str, str] = field(default_factory=lambda: dict(REFERENCED_STACKS))
+    peers: Mapping[str, str] = field(default_factory=lambda: dict(PEER_STACKS))
     mock: Callable[[], pulumi.runtime.Mocks | None] = lambda: None  # a fresh mock per render (default: offline)
 
 
-def references(files: StackFiles, referenced: Mapping[str, str] = REFERENCED_STACKS) -> list[str]:
+def references(files: StackFiles, referenced: Mapping[str, str] = {**REFERENCED_STACKS, **PEER_STACKS}) -> list[str]:
     """The shipped stacks' reference names this stack's config mentions."""
     found: set[str] = set()
 
@@ -64,8 +68,22 @@ def render(stack: str, preview: bool = False, shipped: Shipped | None = None) ->
 
 def stack_outputs(files: StackFiles, readers: tuple[str, ...], shipped: Shipped) -> dict[str, StackOutputs]:
     """reference -> what a StackReference reads from the shipped stack standing in for it."""
-    refs = references(files, shipped.referenced)
-    return {ref: feed(shipped.referenced[ref], readers, shipped).stack_outputs() for ref in refs}
+    refs = references(files, {**shipped.referenced, **shipped.peers})
+    return {
+        ref: (
+            first_up(shipped.peers[ref], shipped)
+            if ref in shipped.peers
+            else feed(shipped.referenced[ref], readers, shipped)
+        ).stack_outputs()
+        for ref in refs
+    }
+
+
+def first_up(stack: str, shipped: Shipped) -> render_tool.Rendering:
+    """A peer stack as after its first `up`, before any peer had deployed: its references read nothing."""
+    files = shipped.load(stack)
+    nothing = {ref: StackOutputs({}) for ref in references(files, {**shipped.referenced, **shipped.peers})}
+    return render_tool.render_config(files, shipped.mock(), stack_outputs=nothing)
 
 
 def feed(stack: str, readers: tuple[str, ...], shipped: Shipped | None = None) -> render_tool.Rendering:

@@ -19,6 +19,10 @@ REFERENCED_STACKS: dict[str, str] = {
     "lab-org/flstack/onprem-flower-site": "onprem-flower-site",
     "hub-org/flstack/eks-nvflare-hub": "eks-nvflare-hub",
 }
+# Stacks that read each other as equals (FATE parties: each reads the other's exchange). Each stands in for
+# its name as after its first `pulumi up`, before any peer had deployed (its own references read nothing),
+# which is also how their first ups go (README, Cross-silo).
+PEER_STACKS: dict[str, str] = {f"fl-consortium/flstack/{stack}": stack for stack in ("fate-silo-a", "fate-silo-b")}
 
 
 class StackNotFoundError(Exception):

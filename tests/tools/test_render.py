@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from components.config import parse
-from tests.helpers import linked_stack_outputs_args, render_shipped, render_stack, schema_errors
-from tools import linked, stack_files
+from tests.helpers import render_shipped, render_stack, schema_errors
 from tools import render as render_tool
+from tools import stack_files
 
 STACKS = stack_files.stack_names()
 # Packages whose resources compute locally (certificates, random values, the NVFlare kits' dynamic provider).
@@ -31,9 +31,7 @@ def test_there_are_stacks() -> None:
 def test_render_twice_is_byte_identical(stack: str, tmp_path: Path) -> None:
     """One render in a fresh process with another hash seed, one here: same bytes, file for file."""
     first, second = tmp_path / "a", tmp_path / "b"
-    flower_linked = linked.references(stack_files.load(stack))  # Flower's hub and participant: --linked
-    outputs = ["--linked"] if flower_linked else linked_stack_outputs_args(tmp_path / "linked")
-    result = run_cli(stack, "--out", str(first), *outputs, env={"PYTHONHASHSEED": "1"})
+    result = run_cli(stack, "--out", str(first), "--linked", env={"PYTHONHASHSEED": "1"})
     assert result.returncode == 0, result.stderr
     render_shipped(stack).write(second)
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
