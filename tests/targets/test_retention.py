@@ -17,8 +17,8 @@ from pulumi.runtime import mocks
 
 from components.config import ConfigError
 from tests.helpers import EXISTING, MINIKUBE, files, render_stack
+from tools import linked, stack_files
 from tools import render as render_tool
-from tools import stack_files
 from tools.mock_runtime import OfflineMocks, StackOutputs
 from tools.render import Rendering
 
@@ -32,9 +32,14 @@ def own(stack_files_: stack_files.StackFiles) -> str:
     return f"organization/{stack_files_.project}/{stack_files_.stack}"
 
 
+def linked_outputs(config: stack_files.StackFiles) -> dict[str, StackOutputs]:
+    """What the stack's references to other shipped stacks read (cross-silo stacks; tools/linked.py)."""
+    return linked.stack_outputs(config, (config.stack,), linked.Shipped())
+
+
 def after(previous: Rendering, config: stack_files.StackFiles, preview: bool = False, **kw: Any) -> Rendering:
     """Renders `config` as the next run of the stack whose last update was `previous`."""
-    outputs = {own(config): previous.stack_outputs()}
+    outputs = {**linked_outputs(config), own(config): previous.stack_outputs()}
     return render_tool.render_config(config, preview=preview, stack_outputs=outputs, **kw)
 
 
@@ -91,7 +96,7 @@ def test_an_unchanged_config_renders_byte_identical_with_its_previous_outputs(st
     """Reading the stack's own outputs changes no resource, option or output: only a changed value is refused."""
     config = stack_files.load(stack)
     first = render_stack(stack)  # the last update (and, as `up`, the render without previous outputs)
-    fresh = render_tool.render_config(config, preview=True) if preview else first
+    fresh = render_tool.render_config(config, preview=True, stack_outputs=linked_outputs(config)) if preview else first
     again = after(first, config, preview)
     assert again.resources() == fresh.resources()
     assert again.manifests() == fresh.manifests()
