@@ -17,6 +17,9 @@ import time
 from pathlib import Path
 
 INDEX = "JOB_COMPLETION_INDEX"  # what the Job controller sets in an Indexed Job's pods
+# Clients outlive the server's bound by this much: when the round times out, the server names the clients that
+# do not answer, so a client that did take part must still be answering then (the Job's deadline is longer).
+CLIENT_GRACE_SECONDS = 60
 
 
 def peers(ipconfig: str) -> dict[int, tuple[str, int]]:
@@ -54,20 +57,21 @@ def main(argv: list[str] | None = None) -> int:
     rank = int(os.environ[INDEX])
     nodes = peers(args.ipconfig)
     clients = sorted(r for r in nodes if r != 0)
-    deadline = time.monotonic() + args.seconds
     role = "server" if rank == 0 else "client"
+    seconds = args.seconds + (CLIENT_GRACE_SECONDS if role == "client" else 0)
+    deadline = time.monotonic() + seconds
     if role == "client":
         # A 0.9.6 client that finds no server hangs forever: wait for it first, like the federation's clients.
         host, port = nodes[0]
         while not answers(host, port):
             if time.monotonic() > deadline:
-                print(f"FAILED: client {rank}: the server ({host}:{port}) did not answer in {args.seconds:.0f} s")
+                print(f"FAILED: client {rank}: the server ({host}:{port}) did not answer in {seconds:.0f} s")
                 return 1
             time.sleep(2)
     code = run([*command, "--rank", str(rank), "--role", role], max(1.0, deadline - time.monotonic()))
     if code is None:
         if role == "client":
-            print(f"FAILED: client {rank}: the round did not finish within {args.seconds:.0f} s", flush=True)
+            print(f"FAILED: client {rank}: the round did not finish within {seconds:.0f} s", flush=True)
             return 1
         silent = [f"client {r} ({nodes[r][0]}:{nodes[r][1]})" for r in clients if not answers(*nodes[r])]
         why = f"no answer from {', '.join(silent)}" if silent else "every client answers: see the logs above"
