@@ -3,8 +3,12 @@
 Render the local-fedml stack, take the server's and both clients' command, args, env and mounted files
 (fedml_config.yaml and the gRPC ip-config CSV from the ConfigMap) from the manifests, and run the in-repo
 app (examples/fedml-smoke, what the stack's image holds at /app) with the real fedml, each pod in its own
-network namespace. The DNS names in the CSV resolve, inside each pod only, to the namespace standing in
-for that Service or pod. Client pods run their rendered init container first, as the kubelet does.
+network namespace on a routed pod network. The rendered NetworkPolicies are enforced: each pod's namespace
+gets a packet filter derived from tools.netpol, and the DNS names in the CSV resolve through a kube-dns pod
+answering the render's Service and pod names (tests/e2e/policy.py `pod_network`), each lookup a UDP/53 flow
+the filter judges; the verification round then runs in the same namespaces as its own pods, under its own
+policy. Client pods run their rendered init container first, as the kubelet does. With the clients' pod
+label changed, their policy no longer selects them and the test names the refused flow.
 
 Test-only differences from a pod: paths are mapped to temp dirs, `python3` is .venv-fedml's python, and
 PYTHONPATH carries a shim for PyPI's CUDA-linked torchvision beside the CPU torch (see fedml_shim/).
@@ -22,6 +26,7 @@ import pytest
 
 from tests.e2e import netns
 from tests.e2e.pods import LocalContainer, materialize
+from tests.e2e.policy import Enforcement, relabel
 from tests.e2e.processes import Processes, base_env, framework_bin
 from tools import render
 from tools.stack_files import ROOT
@@ -42,17 +47,12 @@ def spec(workload: dict[str, Any]) -> dict[str, Any]:
     return dict(workload["spec"]["template"]["spec"])
 
 
-def hosts(
-    rendering: render.Rendering, clients: int, config_map: str = "fedml-config"
-) -> tuple[dict[str, str], dict[int, dict[str, str]]]:
-    """Name -> address inside the server pod, and inside each client pod, from the rendered ip-config rows."""
-    csv = rendering.find("ConfigMap", config_map, NS)["data"]["grpc_ipconfig.csv"]
-    rows = [line.split(",") for line in csv.strip().splitlines()[1:]]
-    names = {int(rank): ingress for _, rank, _, _, ingress in rows}
-    assert sorted(names) == list(range(clients + 1))
-    # Link i joins the server (hub, 10.213.i.1) and client i (10.213.i.2); clients never dial each other.
-    server = {names[rank]: f"10.213.{rank}.2" for rank in range(1, clients + 1)}
-    return server, {rank: {names[0]: netns.hub_address(rank)} for rank in range(1, clients + 1)}
+def placement(pods: list[str]) -> dict[str, tuple[str, str]]:
+    """Local network namespace -> the pod tools.netpol models: rank r's namespace holds `pods[r]`."""
+    return {name: (NS, pod) for name, pod in zip(["server", *(f"client{i}" for i in RANKS)], pods, strict=True)}
+
+
+FEDERATION_PODS = ["fedml-server-0", *(f"fedml-clients-{i}" for i in RANKS)]
 
 
 def node_command(pod: netns.Pod, bin_dir: Path, container: LocalContainer) -> list[str]:
@@ -100,12 +100,6 @@ def test_real_fedml_federation_trains_over_grpc(tmp_path: Path, order: str) -> N
     server_deploy = rendering.find("Deployment", "fedml-server", NS)
     client_sts = rendering.find("StatefulSet", "fedml-clients", NS)
     assert client_sts["spec"]["replicas"] == clients
-    server_hosts, client_hosts = hosts(rendering, clients)
-    # The verification round's pods run in the same network namespaces (rank r where client r ran).
-    check_server, check_clients = hosts(rendering, clients, "fedml-verify")
-    server_hosts.update(check_server)
-    for rank in RANKS:
-        client_hosts[rank].update(check_clients[rank])
     pods_dir = tmp_path / "pods"
 
     server = materialize(rendering, server_deploy, "server", pods_dir, map_files=True)
@@ -117,17 +111,17 @@ def test_real_fedml_federation_trains_over_grpc(tmp_path: Path, order: str) -> N
     assert server.env["FEDML_ENV_VERSION"] == "local"  # the hosted-platform probe stays on loopback
 
     procs = Processes(tmp_path)
-    with netns.pods(["server", "client1", "client2"]) as pods:
+    enforcement = Enforcement(rendering.manifests(), tmp_path / "netpol")
+    with netns.pods([*placement(FEDERATION_PODS), "kube-dns"], routed=True) as pods:
         try:
-            with (
-                netns.etc_hosts(pods["server"], server_hosts),
-                netns.etc_hosts(pods["client1"], client_hosts[1]),
-                netns.etc_hosts(pods["client2"], client_hosts[2]),
-            ):
+            with enforcement.pod_network(pods, placement(FEDERATION_PODS), dns="kube-dns"):
                 run_federation(procs, pods, bin_dir, server, nodes, waits, client_sts, server_deploy, order)
                 codes = procs.exit_codes(["server", "client1", "client2"], RUN_TIMEOUT)
-                assert codes == {"server": 0, "client1": 0, "client2": 0}, procs.logs()
-                if order == "server-first":  # once is enough: the verification does not depend on the order
+            assert codes == {"server": 0, "client1": 0, "client2": 0}, procs.logs()
+            if order == "server-first":  # once is enough: the verification does not depend on the order
+                (job,) = [o for o in rendering.manifests() if o["kind"] == "Job" and o["metadata"]["namespace"] == NS]
+                check_pods = [f"{job['metadata']['name']}-{rank}" for rank in (0, *RANKS)]  # rank = completion index
+                with enforcement.pod_network(pods, placement(check_pods), dns="kube-dns"):
                     verdicts = run_verification(procs, pods, bin_dir, rendering, pods_dir)
         finally:
             procs.stop_all()
@@ -138,6 +132,64 @@ def test_real_fedml_federation_trains_over_grpc(tmp_path: Path, order: str) -> N
     accuracy = [float(v) for v in TEST_ACC.findall(server_log)]
     assert len(accuracy) == rounds, (accuracy, procs.logs())
     assert accuracy[-1] > accuracy[0], accuracy  # FedAvg over both silos learned something
+    refusals, admitted = enforcement.refusals(), enforcement.admitted()
+    assert refusals == [], "\n".join(refusals)
+    # Each rank looked its peers up through kube-dns and reached them on the gRPC port, through the filters (the
+    # verification round's pods too).
+    dns = "kube-system/coredns-0 UDP/53\n"
+    for ranks in [FEDERATION_PODS] + ([check_pods] if order == "server-first" else []):
+        server_pod, *client_pods = (f"{NS}/{pod}" for pod in ranks)
+        assert any(a.startswith(f"admitted {server_pod} -> {dns}") for a in admitted), admitted
+        for client in client_pods:
+            for flow in (f"{client} -> {dns}", f"{client} -> {server_pod} TCP/8890\n"):
+                assert any(a.startswith(f"admitted {flow}") for a in admitted), (flow, admitted)
+        assert any(a.startswith(f"admitted {server_pod} -> {client_pods[0]} TCP/8890\n") for a in admitted), admitted
+
+
+def test_enforcement_refuses_the_clients_when_their_pod_label_changes(tmp_path: Path) -> None:
+    why_not = netns.available()
+    if why_not:
+        pytest.fail(f"cannot run the FedML federation here: {why_not}")
+    bin_dir = framework_bin("fedml")
+    rendering = render.render(STACK)
+    component = "app.kubernetes.io/component"
+    model = relabel(rendering.manifests(), "StatefulSet", NS, "fedml-clients", component, "client-renamed")
+    enforcement = Enforcement(model, tmp_path / "netpol")
+    server_deploy = rendering.find("Deployment", "fedml-server", NS)
+    client_sts = rendering.find("StatefulSet", "fedml-clients", NS)
+    server = materialize(rendering, server_deploy, "server", tmp_path / "pods", map_files=True)
+    procs = Processes(tmp_path)
+    with (
+        netns.pods([*placement(FEDERATION_PODS), "kube-dns"], routed=True) as pods,
+        enforcement.pod_network(pods, placement(FEDERATION_PODS), dns="kube-dns"),
+    ):
+        try:
+            cwd = server.local(spec(server_deploy)["containers"][0]["workingDir"])
+            procs.start("server", node_command(pods["server"], bin_dir, server), pod_env(bin_dir, server), cwd)
+            for i in RANKS:  # the clients' init containers: they wait for the server's port
+                wait = materialize(rendering, client_sts, "wait-for-server", tmp_path / "pods", i - 1)
+                env = pod_env(bin_dir, wait, shim=False)
+                procs.start(f"client{i}-wait", python_step(pods[f"client{i}"], bin_dir, wait), env)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and len({r.split(" ->")[0] for r in enforcement.refusals()}) < 2:
+                procs.check_alive()
+                time.sleep(0.5)
+            waiting = {i: procs.running[f"client{i}-wait"].poll() for i in RANKS}
+        finally:
+            procs.stop_all()
+    refusals, admitted = enforcement.refusals(), enforcement.admitted()
+
+    assert waiting == {1: None, 2: None}, procs.logs()  # their init containers never get through: no client starts
+    assert not any(" TCP/8890\n" in a for a in admitted), admitted
+    for i in RANKS:
+        client = f"{NS}/fedml-clients-{i}"
+        refused = [r for r in refusals if r.startswith(f"REFUSED {client} -> ")]
+        assert refused, f"no refusal recorded for {client}: {refusals}"
+        # The test names the dropped flow: the clients' policy no longer selects them, so nothing admits it.
+        dropped = f"{client} -> {NS}/fedml-server-0 TCP/8890 DROPPED: no egress rule of "
+        assert dropped in refused[0] and f"(isolating {client}) admits {NS}/fedml-server-0" in refused[0], refused[0]
+        # Their lookup of the server's name was still fine (every pod may reach kube-dns).
+        assert any(a.startswith(f"admitted {client} -> kube-system/coredns-0 UDP/53") for a in admitted), admitted
 
 
 def run_verification(
