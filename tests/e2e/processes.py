@@ -12,15 +12,36 @@ from pathlib import Path
 
 from tools.stack_files import ROOT
 
+BUILD_WAIT_SECONDS = 40 * 60  # `./dev test` builds the venvs while the other tests run
+
 
 def framework_bin(name: str) -> Path:
-    """bin/ of the framework's own venv (made by `./dev test` from requirements-e2e-NAME.txt)."""
-    path = ROOT / f".venv-{name}" / "bin"
+    """bin/ of the framework's own venv (made by `./dev test` from requirements-e2e-NAME.txt), once its build,
+    which `./dev test` runs in the background, has finished."""
+    venv = ROOT / f".venv-{name}"
+    building, build_log = venv.with_name(f"{venv.name}.building"), venv.with_name(f"{venv.name}.build.log")
+    deadline = time.monotonic() + BUILD_WAIT_SECONDS
+    while _builder_alive(building) and time.monotonic() < deadline:
+        time.sleep(2)
+    if _builder_alive(building):
+        raise RuntimeError(f"{venv.name} is still being built after {BUILD_WAIT_SECONDS} s (see {build_log})")
+    if build_log.exists():
+        tail = "\n".join(build_log.read_text(errors="replace").splitlines()[-30:])
+        raise RuntimeError(f"building {venv.name} failed or was interrupted: run `./dev test` again\n{tail}")
+    path = venv / "bin"
     if not (path / "python").exists():
         raise RuntimeError(
             f"{path} is missing: run `./dev test` (it builds .venv-{name} from requirements-e2e-{name}.txt)"
         )
     return path
+
+
+def _builder_alive(marker: Path) -> bool:
+    try:
+        os.kill(int(marker.read_text()), 0)
+    except (OSError, ValueError):  # no marker, an unfinished write, or a builder that is gone
+        return False
+    return True
 
 
 class Processes:

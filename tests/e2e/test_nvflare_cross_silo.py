@@ -32,8 +32,9 @@ from tests.e2e import netns
 from tests.e2e.local_pods import Processes, materialize
 from tests.e2e.policy import Enforcement
 from tests.e2e.processes import Processes as ForwarderProcesses
+from tests.e2e.processes import framework_bin
 from tests.e2e.test_flower_cross_silo import connects
-from tests.e2e.test_nvflare_federation import LOOPBACK_SHIM, VENV, _wait_for_sites
+from tests.e2e.test_nvflare_federation import LOOPBACK_SHIM, _wait_for_sites
 from tools import render as render_tool
 from tools import stack_files
 from tools.dynamic_up import DynamicUp
@@ -59,11 +60,7 @@ def rendered_in_order_of_ups() -> tuple[render_tool.Rendering, render_tool.Rende
 
 
 def test_the_site_from_the_participant_stack_registers_with_the_hubs_server(tmp_path: Path) -> None:
-    python = VENV / "bin" / "python"
-    if not python.exists():
-        pytest.fail(
-            f"{VENV} is missing: run `./dev test` (it builds .venv-<name> for each requirements-e2e-<name>.txt)"
-        )
+    python = framework_bin("nvflare") / "python"
     hub, site = rendered_in_order_of_ups()
     outputs = hub.outputs(reveal=True)["federations"][NS]
     server_host, _, server_port = outputs["serverAddress"].rpartition(":")

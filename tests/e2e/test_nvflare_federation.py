@@ -34,8 +34,8 @@ from components.federations import nvflare_kits
 from components.federations.nvflare import SITES_OF_LABEL
 from tests.e2e.local_pods import LocalPod, Processes, materialize
 from tests.e2e.policy import Enforcement, relabel
+from tests.e2e.processes import framework_bin
 from tools import render as render_tool
-from tools import stack_files
 from tools.dynamic_up import DynamicUp
 from tools.mock_runtime import OfflineMocks
 
@@ -43,7 +43,6 @@ pytestmark = pytest.mark.e2e
 
 STACK = "local-nvflare"
 FEDERATION = "demo"
-VENV = stack_files.ROOT / ".venv-nvflare"
 LOOPBACK_SHIM = Path(__file__).parent / "loopback"
 STARTUP_SECONDS = 30  # server listening
 REGISTRATION_SECONDS = 40  # both sites seen by the admin console
@@ -74,11 +73,7 @@ def started(
     """The rendered server and sites (but those in `missing`) running; every client pod (sites, admin, the
     verification Job's) reaches the server's Service through a forwarder that admits only what the rendered
     NetworkPolicies allow (`change`: a changed copy of them)."""
-    python = VENV / "bin" / "python"
-    if not python.exists():
-        pytest.fail(
-            f"{VENV} is missing: run `./dev test` (it builds .venv-<name> for each requirements-e2e-<name>.txt)"
-        )
+    python = framework_bin("nvflare") / "python"
     rendering = render_tool.render(STACK, provisioned_for_real())
     outputs = rendering.outputs(reveal=True)["federations"][FEDERATION]
     server_host, _, port = outputs["serverAddress"].rpartition(":")
