@@ -24,14 +24,14 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from components.federations import nvflare_kits
-from components.federations.nvflare import SITES_OF_LABEL
+from components.federations.nvflare import SITES_OF_LABEL, VERIFY_WAIT_SECONDS
 from tests.e2e.local_pods import LocalPod, Processes, materialize
 from tests.e2e.policy import Enforcement, relabel
 from tests.e2e.processes import framework_bin
@@ -46,6 +46,7 @@ FEDERATION = "demo"
 LOOPBACK_SHIM = Path(__file__).parent / "loopback"
 STARTUP_SECONDS = 30  # server listening
 REGISTRATION_SECONDS = 40  # both sites seen by the admin console
+MISSING_SITE_WAIT_SECONDS = 20  # the verification's window once the other site is registered
 
 
 def provisioned_for_real() -> OfflineMocks:
@@ -155,12 +156,19 @@ def test_the_rendered_server_and_sites_register_with_the_admin_console(tmp_path:
 
 def test_the_verification_job_fails_naming_the_site_that_is_not_started(tmp_path: Path) -> None:
     with started(tmp_path, missing=frozenset({"site-2"})) as federation:
-        verification = _run_verification(federation)
+        # Once site-1 is registered, a window shorter than the rendered one can only miss site-2 (test-only change).
+        admin = federation.pods["nvflare-admin"]
+        _wait_for_sites(federation.outputs, admin, federation.python, ["site-1"], federation.processes)
+        argv = federation.verifier.argv
+        assert argv[-1] == str(VERIFY_WAIT_SECONDS), argv
+        short = replace(federation.verifier, argv=[*argv[:-1], str(MISSING_SITE_WAIT_SECONDS)])
+        verification = _run_verification(replace(federation, verifier=short))
         refusals = federation.enforcement.refusals()
     assert refusals == [], refusals
     assert verification.returncode == 1, verification.stdout + verification.stderr
     last = verification.stdout.strip().splitlines()[-1]
-    assert last.startswith("VERIFICATION FAILED: site(s) site-2 not registered with the server after 60s"), last
+    expected = f"VERIFICATION FAILED: site(s) site-2 not registered with the server after {MISSING_SITE_WAIT_SECONDS}s"
+    assert last.startswith(expected), last
     assert last.endswith("(registered: site-1)"), last
 
 
