@@ -12,6 +12,11 @@ connection at once: the run fails in seconds instead of waiting out connect time
 silently; what is admitted is the same). Each new connection's (source, destination, protocol, port) goes
 into the table's set `admitted` or `refused`, which `decisions` turns back into flows with the evaluator's
 reason.
+
+Cross-silo, two such pod networks meet over links between one pod of each (the load balancer's and NAT's
+addresses): given the other side's addresses, a pod's table judges a connection to one of them by the pod's
+egress alone and, in an input chain, a connection from one of them by the pod's ingress alone (ipBlock peers),
+so a link between the clusters is judged by both sides, each by its own render.
 """
 
 from __future__ import annotations
@@ -22,14 +27,14 @@ from collections.abc import Iterable
 from itertools import pairwise
 from typing import Any
 
-from tools.netpol import Cluster, Pod
+from tools.netpol import Cluster, Endpoint, Pod
 
 TABLE = "flstack"
 PROTOCOLS = ("tcp", "udp")
 FLOW_KEY = "ip saddr . ip daddr . meta l4proto . th dport"
 
 
-def port_pieces(cluster: Cluster, destination: Pod) -> list[tuple[int, int]]:
+def port_pieces(cluster: Cluster, destination: Endpoint) -> list[tuple[int, int]]:
     """1..65535 cut where any policy port or range, or the destination's own (named) ports, begin or end."""
     cuts = {1, 65536}
     for policy in cluster.policies:
@@ -38,11 +43,12 @@ def port_pieces(cluster: Cluster, destination: Pod) -> list[tuple[int, int]]:
                 port = entry.get("port")
                 if isinstance(port, int) or (isinstance(port, str) and port.isdigit()):
                     cuts |= {int(port), int(entry.get("endPort", port)) + 1}
-    cuts |= {edge for p in destination.ports for edge in (p.port, p.port + 1)}
+    own = destination.ports if isinstance(destination, Pod) else ()
+    cuts |= {edge for p in own for edge in (p.port, p.port + 1)}
     return [(start, end - 1) for start, end in pairwise(sorted(cuts))]
 
 
-def allowed_ports(cluster: Cluster, source: Pod, destination: Pod, protocol: str) -> list[tuple[int, int]]:
+def allowed_ports(cluster: Cluster, source: Endpoint, destination: Endpoint, protocol: str) -> list[tuple[int, int]]:
     """The port ranges `source` may open to `destination` over `protocol` ("tcp"/"udp"), merged."""
     allowed: list[tuple[int, int]] = []
     for start, end in port_pieces(cluster, destination):
@@ -54,37 +60,59 @@ def allowed_ports(cluster: Cluster, source: Pod, destination: Pod, protocol: str
     return allowed
 
 
-def ruleset(cluster: Cluster, source: Pod, addresses: dict[Pod, list[str]]) -> str:
-    """The nftables table for `source`'s network namespace; `addresses`: every local pod's addresses."""
-    accept = f"add @admitted {{ {FLOW_KEY} }} accept"
+def ruleset(cluster: Cluster, source: Pod, addresses: dict[Pod, list[str]], outside: Iterable[str] = ()) -> str:
+    """The nftables table for `source`'s network namespace; `addresses`: every local pod's addresses; `outside`:
+    addresses of another cluster routed to this one. A connection to one of those is judged by `source`'s egress
+    alone; one from one of those (input hook) by `source`'s ingress alone, as an ipBlock peer."""
+    outside = list(outside)
+    destinations: list[tuple[Endpoint, list[str]]] = [*addresses.items(), *((a, [a]) for a in outside)]
     rules = []
-    for destination, daddrs in addresses.items():
-        if destination == source:
-            continue  # a pod reaching itself is loopback, which no policy governs
-        for protocol in PROTOCOLS:
-            ports = allowed_ports(cluster, source, destination, protocol)
-            if not ports:
-                continue
-            where = f"ip daddr {{ {', '.join(daddrs)} }} meta l4proto {protocol}"
-            if ports != [(1, 65535)]:
-                where += f" th dport {{ {', '.join(str(a) if a == b else f'{a}-{b}' for a, b in ports)} }}"
-            rules.append(f"{where} {accept}")
+    for destination, daddrs in destinations:
+        if destination != source:  # a pod reaching itself is loopback, which no policy governs
+            rules += _admitting(cluster, source, destination, f"ip daddr {{ {', '.join(daddrs)} }}")
+    chains = _chain("output", rules)
+    if outside:
+        local = ", ".join(a for daddrs in addresses.values() for a in daddrs)
+        inbound = [f"ip saddr {{ {local} }} accept"]  # from this cluster's pods: judged at their own output
+        for address in outside:
+            inbound += _admitting(cluster, address, source, f"ip saddr {address}")
+        chains += _chain("input", inbound)
     flow_set = f"type ipv4_addr . ipv4_addr . inet_proto . inet_service; flags dynamic; size {2**16}"
     lines = [
         f"table inet {TABLE} {{",
         f"  set admitted {{ {flow_set}; }}",
         f"  set refused {{ {flow_set}; }}",
-        "  chain output {",
-        "    type filter hook output priority 0; policy drop;",
-        '    oifname "lo" accept',
+        *chains,
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _admitting(cluster: Cluster, source: Endpoint, destination: Endpoint, where: str) -> list[str]:
+    """Rules accepting (and recording) what `source` may open to `destination`, matched by `where`."""
+    rules = []
+    for protocol in PROTOCOLS:
+        ports = allowed_ports(cluster, source, destination, protocol)
+        if ports:
+            match = f"{where} meta l4proto {protocol}"
+            if ports != [(1, 65535)]:
+                match += f" th dport {{ {', '.join(str(a) if a == b else f'{a}-{b}' for a, b in ports)} }}"
+            rules.append(f"{match} add @admitted {{ {FLOW_KEY} }} accept")
+    return rules
+
+
+def _chain(hook: str, rules: list[str]) -> list[str]:
+    """A chain that passes loopback and replies, accepts `rules`, and refuses (recording) every other new flow."""
+    return [
+        f"  chain {hook} {{",
+        f"    type filter hook {hook} priority 0; policy drop;",
+        f'    {"oifname" if hook == "output" else "iifname"} "lo" accept',
         "    ct state established,related accept",
         *(f"    {rule}" for rule in rules),
         f"    meta l4proto tcp add @refused {{ {FLOW_KEY} }} reject with tcp reset",
         f"    meta l4proto udp add @refused {{ {FLOW_KEY} }} reject",
         "  }",
-        "}",
     ]
-    return "\n".join(lines) + "\n"
 
 
 def install(command: list[str], table: str) -> None:

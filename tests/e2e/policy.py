@@ -31,6 +31,11 @@ How a framework's e2e opts in (it is off unless the test passes the render):
     with enforcement.pod_network(pods, {"node-0": ("fedavg", "fedavg-node-0-0"), ...}, dns="kube-dns"):
         ...
 
+    # two such pod networks, one per cluster (cross-silo), wired together (netns.wire) at a pod of each: each
+    # side's filters judge the other side's addresses as ipBlock peers (`Outside`)
+    with enforcement.pod_network(pods, placement, dns="kube-dns", outside=Outside(links, addresses, names)):
+        ...
+
 Pods are named as tools.netpol models them: `<workload>-<index>` (StatefulSet ordinals, Deployment replicas,
 a TrainJob's `<job>-node-0-<rank>`). To show that enforcement bites, give it a changed render:
 `without_peer(...)`, `without_rule(...)` or `relabel(...)`.
@@ -47,6 +52,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +63,18 @@ from tools.stack_files import ROOT
 
 MODEL_KINDS = {"Namespace", "Service", "NetworkPolicy", "TrainJob", "ClusterTrainingRuntime", *WORKLOAD_KINDS}
 CLUSTER_DNS = Path(__file__).with_name("cluster_dns.py")
+
+
+@dataclass(frozen=True)
+class Outside:
+    """Where a pod network meets another cluster (cross-silo): `links`, a local pod's addresses on its links there
+    (its load balancer's and NAT's: traffic to or from them is that pod's); `addresses`, the other side's, which
+    the packet filters judge as ipBlock peers (egress to them, ingress from them); `names`, the public names
+    kube-dns answers by forwarding upstream (name -> addresses)."""
+
+    links: dict[str, list[str]] = field(default_factory=dict)
+    addresses: list[str] = field(default_factory=list)
+    names: dict[str, list[str]] = field(default_factory=dict)
 
 
 class Enforcement:
@@ -105,19 +123,27 @@ class Enforcement:
 
     @contextmanager
     def pod_network(
-        self, pods: dict[str, netns.Pod], placement: dict[str, tuple[str, str]], dns: str
+        self,
+        pods: dict[str, netns.Pod],
+        placement: dict[str, tuple[str, str]],
+        dns: str,
+        outside: Outside | None = None,
     ) -> Iterator[None]:
         """Enforces the policies on `pods` (from netns.pods(names, routed=True)): `placement` names the model pod
         (namespace, pod) each local pod is; the local pod `dns` becomes kube-dns. Every pod resolves names
         through it and gets a packet filter admitting only what the evaluator allows it to open. Enter it again
-        with another placement to run other pods (a verification Job's) in the same namespaces afterwards."""
+        with another placement to run other pods (a verification Job's) in the same namespaces afterwards.
+        `outside`: how this cluster meets another (cross-silo), whose addresses the filters judge as ipBlocks."""
+        outside = outside or Outside()
         if subprocess.run(["nft", "--version"], capture_output=True, check=False).returncode != 0:
             raise RuntimeError("nftables (`nft`) is not installed: run `./dev test` (it installs it)")
         addresses = netns.routed_addresses(list(pods))
+        for name, extra in outside.links.items():
+            addresses[name] = [*addresses[name], *extra]
         placed = {name: self.cluster.pod(*source) for name, source in placement.items()}
         placed[dns] = self.cluster.cluster_dns()[0]
         self.by_address = {address: placed[name] for name in placed for address in addresses[name]}
-        names = self._dns_names({pod: addresses[name][0] for name, pod in placed.items()})
+        names = self._dns_names({pod: addresses[name][0] for name, pod in placed.items()}) | outside.names
         (self.workdir / "dns-names.json").write_text(json.dumps(names, indent=1))
         hostname = socket.gethostname()  # the pods share the machine's; the kubelet maps a pod's to its own IP
         with ExitStack() as stack:
@@ -127,7 +153,8 @@ class Enforcement:
                 search = f"{pod.namespace}.svc.cluster.local svc.cluster.local cluster.local"
                 resolv = f"nameserver {addresses[dns][0]}\nsearch {search}\noptions ndots:5\n"
                 stack.enter_context(netns.etc_file(pods[name], "resolv.conf", resolv))
-                table = packet_filter.ruleset(self.cluster, pod, {placed[n]: addresses[n] for n in placed})
+                local = {placed[n]: addresses[n] for n in placed}
+                table = packet_filter.ruleset(self.cluster, pod, local, outside.addresses)
                 (self.workdir / f"{name}.nft").write_text(table)
                 packet_filter.install(pods[name].command([]), table)
                 self.filtered[name] = (pods[name], pod)

@@ -61,36 +61,6 @@ TOY_SECONDS = 420
 REFUSED_TOY_SECONDS = 60  # how long the toy job may try with its control calls refused
 
 
-def service_hosts(me: int, addresses: dict[int, str], parties: list[fate_files.Party]) -> str:
-    """The one network mapping: a party's /etc/hosts. Its own Services share its namespace (loopback); the
-    peer proxy's Service name goes to the peer namespace's address. Nothing else of the files changes."""
-    own = " ".join([fate_files.FLOW, fate_files.RABBITMQ, fate_files.PROXY])
-    lines = [f"127.0.0.1 localhost {own}", "::1 localhost"]
-    lines += [f"{addresses[p.id]} {p.proxy_host}" for p in parties if p.id != me]
-    return "\n".join(lines) + "\n"
-
-
-@contextmanager
-def party_namespaces(parties: list[fate_files.Party]) -> Iterator[dict[int, netns.Pod]]:
-    """One network namespace per party, each with its /etc/hosts (`ip netns exec` mounts /etc/netns/NAME/*)."""
-    with netns.pods([f"p{p.id}" for p in parties]) as pods:
-        by_party = {p.id: pods[f"p{p.id}"] for p in parties}
-        # The first party is the hub; the others' addresses are on their links to it (netns.pods).
-        addresses = {parties[0].id: netns.hub_address(1)}
-        addresses.update({p.id: netns.spoke_address(i) for i, p in enumerate(parties[1:], start=1)})
-        made = []
-        try:
-            for party in parties:
-                etc = Path("/etc/netns") / by_party[party.id].name
-                etc.mkdir(parents=True, exist_ok=True)
-                made.append(etc)
-                (etc / "hosts").write_text(service_hosts(party.id, addresses, parties))
-            yield by_party
-        finally:
-            for etc in made:
-                shutil.rmtree(etc, ignore_errors=True)
-
-
 COMPONENTS = ("rabbitmq", "proxy", "fateflow")
 
 
@@ -419,17 +389,16 @@ def parties_of(rendering: Rendering) -> list[fate_files.Party]:
 def start_parties(
     rendering: Rendering,
     parties: list[fate_files.Party],
-    pods: Mapping[int, netns.Pod | dict[str, netns.Pod]],
+    pods: Mapping[int, dict[str, netns.Pod]],
     procs: Processes,
     root: Path,
     fate_bin: Path,
 ) -> dict[int, dict[str, str]]:
-    """Starts every party's broker, proxy and fate_flow, each in its pod (`pods`: party -> component -> pod, or
-    party -> one namespace for all three, as the cross-silo e2e runs a party's stack);
+    """Starts every party's broker, proxy and fate_flow, each in its pod (`pods`: party -> component -> pod);
     returns each party's environment for `flow`."""
     flow_envs = {}
     for party in parties:
-        ns, pod, home = party.namespace, _by_component(pods[party.id]), root / f"party-{party.id}"
+        ns, pod, home = party.namespace, pods[party.id], root / f"party-{party.id}"
         rabbitmq = materialize(rendering, rendering.find("Deployment", "rabbitmq", ns), "rabbitmq", home)
         env = {**base_env(Path("/usr/lib/rabbitmq/bin")), **rabbitmq.env}
         procs.start(f"rabbitmq-{party.id}", pod["rabbitmq"].command([RABBITMQ_SERVER]), env)
@@ -454,7 +423,7 @@ def start_parties(
         )
         flow_envs[party.id] = flow_env
     for party in parties:
-        pod = _by_component(pods[party.id])
+        pod = pods[party.id]
         broker = partial(listening, pod["rabbitmq"], fate_files.AMQP_PORT)
         procs.wait_for(f"party {party.id}'s broker", broker, START_SECONDS)
         proxy_up = partial(listening, pod["proxy"], fate_files.PROXY_HTTP_PORT)
@@ -492,7 +461,3 @@ def assert_traffic_went_through_the_mtls_links(
             port = link_port(party, peer) if link_port else fate_files.peer_amqp_port(parties.index(peer))
             link = rf"\S+ {port} 200 \d+ [1-9]\d* .* upstream=\S+:{fate_files.PROXY_AMQPS_PORT} "
             assert re.search(link, log), f"no broker link from party {party.id} to {peer.id}:\n{log}"
-
-
-def _by_component(pod: netns.Pod | dict[str, netns.Pod]) -> dict[str, netns.Pod]:
-    return pod if isinstance(pod, dict) else dict.fromkeys(COMPONENTS, pod)

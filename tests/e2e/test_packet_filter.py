@@ -74,3 +74,26 @@ def test_the_table_admits_the_allowed_ranges_and_resets_the_rest() -> None:
     assert "l4proto udp th dport" not in table  # b's egress names TCP only
     assert table.rstrip().endswith("reject\n  }\n}".rstrip())
     assert "policy drop;" in table and 'oifname "lo" accept' in table
+
+
+def test_another_clusters_addresses_are_judged_as_ipblock_peers_both_ways() -> None:
+    """Cross-silo: traffic to the other side's addresses by the pod's egress, from them (input hook) by its
+    ingress; an outside address no rule lists gets no rule, so it meets the reset like any unlisted flow."""
+    listed = {"from": [{"ipBlock": {"cidr": "198.51.100.0/24", "except": ["198.51.100.128/25"]}}]}
+    cluster = world(
+        [
+            ("x", ingress(sel(pod="a"), {**listed, "ports": [{"port": 443}]})),
+            ("x", egress(sel(pod="a"), {"to": [{"ipBlock": {"cidr": "198.51.100.0/24"}}], "ports": [{"port": 5671}]})),
+        ]
+    )
+    a, b = cluster.pod("x", "a-0"), cluster.pod("x", "b-0")
+    outside = ["198.51.100.10", "198.51.100.200"]
+    table = packet_filter.ruleset(cluster, a, {a: ["10.0.0.1", "192.0.2.20"], b: ["10.0.0.2"]}, outside)
+    assert "ip daddr { 198.51.100.10 } meta l4proto tcp th dport { 5671 } add @admitted" in table
+    assert "ip daddr { 198.51.100.200 } meta l4proto tcp th dport { 5671 } add @admitted" in table
+    input_chain = table[table.index("chain input") :]
+    assert "ip saddr { 10.0.0.1, 192.0.2.20, 10.0.0.2 } accept" in input_chain  # this cluster's: judged at output
+    assert "ip saddr 198.51.100.10 meta l4proto tcp th dport { 443 } add @admitted" in input_chain
+    assert "198.51.100.200" not in input_chain  # in the except: refused, and recorded as refused
+    assert 'iifname "lo" accept' in input_chain and input_chain.count("reject") == 2
+    assert "chain input" not in packet_filter.ruleset(cluster, a, {a: ["10.0.0.1"], b: ["10.0.0.2"]})
