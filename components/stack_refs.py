@@ -101,3 +101,10 @@ def _missing(stack: str, path: tuple[str, ...], depth: int, key: str, there: Any
         f"{key}: stack {stack} has no output {'.'.join(path)} ({found}); run `pulumi up` on {stack} first "
         "(with an flstack version that exports it), then here again"
     )
+
+
+def federation_key(federation: str) -> str:
+    """`flstack:federations[i]` of the federation named `federation`, for errors that surface at run time."""
+    entries = pulumi.Config("flstack").get_object("federations") or []
+    names = [e.get("name") if isinstance(e, dict) else None for e in entries] if isinstance(entries, list) else []
+    return f"flstack:federations[{names.index(federation)}]" if federation in names else "flstack:federations"

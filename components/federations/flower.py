@@ -16,7 +16,7 @@ from typing import Any, Literal
 import pulumi
 import pulumi_tls as tls
 
-from components import checks, kube, pki, verify
+from components import checks, kube, pki, stack_refs, verify
 from components.config import FederationConfig
 from components.config.model import (
     CIDR_HELP,
@@ -301,7 +301,7 @@ class FlowerFederation(pulumi.ComponentResource):
     def _participant(self, ns: str, join: FlowerJoin) -> dict[str, Any]:
         """SuperNodes only, dialling the hub stack's SuperLink with the hub's CA; their keys never leave here."""
         s, namespace_opts = self.settings, self._namespace_opts
-        key = f"{flower_silo.config_key(self.name)}.flower.join"
+        key = f"{stack_refs.federation_key(self.name)}.flower.join"
         ca_pem = flower_silo.hub_output(join, "caCertificate", key)
         self._dial = pulumi.Output.all(
             flower_silo.hub_output(join, "publicAddress", key), flower_silo.hub_output(join, "nodeAuth", key)

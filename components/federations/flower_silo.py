@@ -20,7 +20,7 @@ import pulumi
 
 from components.config.model import CIDR_HELP, DNS_LABEL, DNS_LABEL_HELP, is_cidr, open_cidrs
 from components.config.schema import rule
-from components.stack_refs import STACK_NAME_HELP, STACK_NAME_PATTERN, stack_output
+from components.stack_refs import STACK_NAME_HELP, STACK_NAME_PATTERN, federation_key, stack_output
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def participant_keys(settings: Any, federation: str) -> pulumi.Output[dict[str, 
             "federations",
             p.federation or federation,
             "supernodePublicKeys",
-            key=f"{config_key(federation)}.flower.participants[{i}].stack",
+            key=f"{federation_key(federation)}.flower.participants[{i}].stack",
         )
         for i, p in enumerate(settings.participants)
     ]
@@ -128,13 +128,6 @@ def participant_keys(settings: Any, federation: str) -> pulumi.Output[dict[str, 
         return {f"participant-{i}-node-{k}.pub": key for i, keys in enumerate(key_lists) for k, key in enumerate(keys)}
 
     return pulumi.Output.all(*per_participant).apply(files)
-
-
-def config_key(federation: str) -> str:
-    """`flstack:federations[i]` of the federation named `federation`, for errors that surface at run time."""
-    entries = pulumi.Config("flstack").get_object("federations") or []
-    names = [e.get("name") if isinstance(e, dict) else None for e in entries] if isinstance(entries, list) else []
-    return f"flstack:federations[{names.index(federation)}]" if federation in names else "flstack:federations"
 
 
 def checked_address(join: FlowerJoin, address: Any, hub_node_auth: Any, node_auth: bool, key: str) -> str:

@@ -443,7 +443,7 @@ class NvflareFederation(pulumi.ComponentResource):
         for obj in kube.baseline(ns, s.egress):
             kube.apply(obj, in_ns)
         kube.apply(self._fl_service_account(ns), in_ns)
-        key = f"flstack:federations[{self.name}].nvflare.join.stack"
+        key = f"{stack_refs.federation_key(self.name)}.nvflare.join.stack"
         kit = stack_refs.stack_output(join.stack, "federations", join.federation, "siteKits", site, key=key)
         kit_hash = self._kit(ns, site, kit, in_ns)
         claim = kube.apply(self._workspace_claim(ns, site, "site"), self._retained(namespace))

@@ -153,7 +153,7 @@ def test_the_site_stack_holds_no_key_but_its_own(hub_render: Rendering) -> None:
 
 
 def test_a_site_the_hub_does_not_list_is_a_clear_error(hub_render: Rendering) -> None:
-    with pytest.raises(MissingStackOutputError, match=r"flstack:federations\[xsilo\]\.nvflare\.join\.stack: stack "):
+    with pytest.raises(MissingStackOutputError, match=r"flstack:federations\[0\]\.nvflare\.join\.stack: stack "):
         site_render(hub_render, site("site-z"))
 
 
