@@ -50,7 +50,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,6 +208,14 @@ class Enforcement:
 
     def admitted(self) -> list[str]:
         return [e["text"] for e in self._entries() if e["admitted"]]
+
+    def await_refused_sources(self, sources: int, check_alive: Callable[[], None], timeout: float = 60) -> None:
+        """Waits (at most `timeout` s, while `check_alive` passes) until connections from `sources` distinct pods
+        were refused: a bite test's clients have each tried and failed."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and len({r.split(" ->")[0] for r in self.refusals()}) < sources:
+            check_alive()
+            time.sleep(0.5)
 
     def _entries(self) -> list[dict[str, Any]]:
         self._record_filters()

@@ -170,10 +170,7 @@ def test_enforcement_refuses_the_clients_when_their_pod_label_changes(tmp_path: 
                 wait = materialize(rendering, client_sts, "wait-for-server", tmp_path / "pods", i - 1)
                 env = pod_env(bin_dir, wait, shim=False)
                 procs.start(f"client{i}-wait", python_step(pods[f"client{i}"], bin_dir, wait), env)
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and len({r.split(" ->")[0] for r in enforcement.refusals()}) < 2:
-                procs.check_alive()
-                time.sleep(0.5)
+            enforcement.await_refused_sources(len(RANKS), procs.check_alive)
             waiting = {i: procs.running[f"client{i}-wait"].poll() for i in RANKS}
         finally:
             procs.stop_all()

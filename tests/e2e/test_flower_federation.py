@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -244,10 +243,7 @@ def test_enforcement_refuses_supernodes_the_policies_would_drop(tmp_path: Path, 
     rendering = render.render(STACK, mocks_with_real_tls())
     with started(tmp_path, rendering, {}, BREAKAGES[breakage](rendering.manifests())) as federation:
         enforcement = federation.enforcement
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len({r.split(" ->")[0] for r in enforcement.refusals()}) < 2:
-            federation.procs.check_alive()
-            time.sleep(0.5)
+        enforcement.await_refused_sources(2, federation.procs.check_alive)  # both SuperNodes
         refusals, admitted = enforcement.refusals(), enforcement.admitted()
 
     assert admitted == [], admitted  # no SuperNode connection got through: the federation cannot form

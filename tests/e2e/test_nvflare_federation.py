@@ -174,14 +174,17 @@ def test_the_verification_job_fails_naming_the_site_that_is_not_started(tmp_path
 
 def _run_verification(federation: Federation) -> subprocess.CompletedProcess[str]:
     """The rendered verification Job's container, once, as the kubelet would start it."""
-    pod = federation.verifier
+    return _in_verifier_pod(federation.verifier, federation.verifier.argv, timeout=180)
+
+
+def _in_verifier_pod(pod: LocalPod, argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        pod.argv,
+        argv,
         cwd=pod.cwd,
         env=pod.env,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=timeout,
         start_new_session=True,
         check=False,
     )
@@ -204,16 +207,7 @@ def _verifier_rights(federation: Federation) -> subprocess.CompletedProcess[str]
         "        print(f'{right}: {type(ex).__name__}')\n"
         "session.close()\n"
     )
-    return subprocess.run(
-        [pod.argv[0], "-c", probe, kit, user],
-        cwd=pod.cwd,
-        env=pod.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        start_new_session=True,
-        check=False,
-    )
+    return _in_verifier_pod(pod, [pod.argv[0], "-c", probe, kit, user], timeout=120)
 
 
 def _site_2_namespace_relabelled(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
